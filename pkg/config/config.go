@@ -1,0 +1,94 @@
+// Package config loads, expands, defaults and validates the agent's YAML config. It probes nothing.
+package config
+
+import (
+	"time"
+)
+
+// Config is the agent's whole config, defaults applied.
+type Config struct {
+	Server    Server    `mapstructure:"server"`
+	Scheduler Scheduler `mapstructure:"scheduler"`
+	Defaults  Policy    `mapstructure:"defaults"`
+	Probes    []Probe   `mapstructure:"probes"`
+}
+
+// Server configures the HTTP server.
+type Server struct {
+	Listen        string        `mapstructure:"listen"`
+	ShutdownDelay time.Duration `mapstructure:"shutdownDelay"`
+	// DetailsToken, when set, is required as "Authorization: Bearer <token>" on the detail endpoints
+	// and /metrics. Reference it with ${VAR} rather than writing it in the file.
+	DetailsToken      string        `mapstructure:"detailsToken"`
+	ReadHeaderTimeout time.Duration `mapstructure:"readHeaderTimeout"`
+	ReadTimeout       time.Duration `mapstructure:"readTimeout"`
+	WriteTimeout      time.Duration `mapstructure:"writeTimeout"`
+	IdleTimeout       time.Duration `mapstructure:"idleTimeout"`
+	MaxHeaderBytes    int           `mapstructure:"maxHeaderBytes"`
+}
+
+// Scheduler configures how probes are run.
+type Scheduler struct {
+	// MaxConcurrentProbes bounds the probe executions in flight at once (a global bulkhead).
+	MaxConcurrentProbes int `mapstructure:"maxConcurrentProbes"`
+	// Jitter spreads each probe's interval by up to this fraction, so probes do not fire in lockstep.
+	Jitter float64 `mapstructure:"jitter"`
+}
+
+// Policy is what every probe inherits from `defaults` unless it sets its own.
+type Policy struct {
+	Interval                time.Duration `mapstructure:"interval"`
+	Timeout                 time.Duration `mapstructure:"timeout"`
+	FailuresBeforeUnhealthy int           `mapstructure:"failuresBeforeUnhealthy"`
+	SuccessesBeforeHealthy  int           `mapstructure:"successesBeforeHealthy"`
+	Retry                   Retry         `mapstructure:"retry"`
+	Breaker                 BreakerPolicy `mapstructure:"breaker"`
+	RateLimit               *RateLimit    `mapstructure:"rateLimit"`
+}
+
+// Retry is the retry policy around the breaker: exponential backoff with jitter.
+type Retry struct {
+	MaxRetries int           `mapstructure:"maxRetries"`
+	Backoff    time.Duration `mapstructure:"backoff"`
+	MaxBackoff time.Duration `mapstructure:"maxBackoff"`
+	Jitter     float64       `mapstructure:"jitter"`
+}
+
+// BreakerPolicy is a count-based circuit breaker: it opens when FailureThreshold of the last Window
+// executions failed, stays open for Delay, then lets trial executions through and closes after
+// SuccessThreshold consecutive successes.
+type BreakerPolicy struct {
+	FailureThreshold int           `mapstructure:"failureThreshold"`
+	Window           int           `mapstructure:"window"`
+	Delay            time.Duration `mapstructure:"delay"`
+	SuccessThreshold int           `mapstructure:"successThreshold"`
+}
+
+// RateLimit caps a probe's executions against its dependency: at most Max per Per.
+type RateLimit struct {
+	Max int           `mapstructure:"max"`
+	Per time.Duration `mapstructure:"per"`
+}
+
+// Probe is one configured probe, with the defaults it inherits already applied.
+type Probe struct {
+	Name      string   `mapstructure:"name"`
+	Kind      string   `mapstructure:"kind"`
+	Critical  bool     `mapstructure:"critical"`
+	Legacy    bool     `mapstructure:"legacy"`
+	DependsOn []string `mapstructure:"dependsOn"`
+	// BreakerName names the breaker (`breaker: name`, or `breaker: {name: …}`); empty means the probe's
+	// own name. Probes that name the same breaker share it.
+	BreakerName string `mapstructure:"breakerName"`
+	Policy      `mapstructure:",squash"`
+	// Options are the kind-specific keys; the kind decodes and validates them.
+	Options map[string]any `mapstructure:",remain"`
+}
+
+// Breaker returns the name of the breaker guarding p.
+func (p *Probe) Breaker() string {
+	if p.BreakerName != "" {
+		return p.BreakerName
+	}
+	return p.Name
+}

@@ -1,0 +1,137 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"reflect"
+	"strings"
+
+	"github.com/go-viper/mapstructure/v2"
+)
+
+// DecodeOptions decodes a probe's kind-specific options into out (a pointer to a struct with mapstructure
+// tags), rejecting unknown keys. Durations are Go durations; a Value may be written as a plain string.
+// Errors are FieldErrors named by the option's key.
+func DecodeOptions(raw map[string]any, out any) error {
+	var md mapstructure.Metadata
+	dec, err := mapstructure.NewDecoder(&mapstructure.DecoderConfig{
+		Result:           out,
+		Metadata:         &md,
+		WeaklyTypedInput: true,
+		ErrorUnused:      true,
+		DecodeHook: mapstructure.ComposeDecodeHookFunc(
+			mapstructure.StringToTimeDurationHookFunc(),
+			stringToValueHook,
+		),
+	})
+	if err != nil {
+		return err
+	}
+	return decodeErrors(dec.Decode(raw))
+}
+
+var valueType = reflect.TypeOf(Value{})
+
+// stringToValueHook lets `X-Env: production` stand for `X-Env: {value: production}`.
+func stringToValueHook(from, to reflect.Type, data any) (any, error) {
+	if to == valueType && from.Kind() == reflect.String {
+		return map[string]any{"value": data}, nil
+	}
+	return data, nil
+}
+
+// decodeErrors turns mapstructure's errors into FieldErrors.
+func decodeErrors(err error) error {
+	if err == nil {
+		return nil
+	}
+	var out []error
+	for _, e := range Flatten(err) {
+		out = append(out, decodeError(e))
+	}
+	return errors.Join(out...)
+}
+
+func decodeError(e error) error {
+	msg := e.Error()
+	var fe *mapstructure.DecodeError
+	if errors.As(e, &fe) {
+		return &FieldError{Path: fe.Name(), Msg: fe.Unwrap().Error()}
+	}
+	if rest, ok := strings.CutPrefix(msg, "'' has invalid keys: "); ok {
+		return &FieldError{Msg: "unknown key(s): " + rest}
+	}
+	if strings.HasPrefix(msg, "'") {
+		if i := strings.Index(msg[1:], "'"); i >= 0 {
+			path, rest := msg[1:1+i], strings.TrimSpace(msg[2+i:])
+			if keys, ok := strings.CutPrefix(rest, "has invalid keys: "); ok {
+				return &FieldError{Path: path, Msg: "unknown key(s): " + keys}
+			}
+			return &FieldError{Path: path, Msg: rest}
+		}
+	}
+	return &FieldError{Msg: msg}
+}
+
+// Value is a string taken literally, from an environment variable, or from a file (a mounted Secret).
+// Secrets must use Env or File: the config file itself never holds them.
+type Value struct {
+	Value string `mapstructure:"value"`
+	Env   string `mapstructure:"env"`
+	File  string `mapstructure:"file"`
+	// Prefix is prepended to what Env or File yields (e.g. "Bearer ").
+	Prefix string `mapstructure:"prefix"`
+}
+
+// ErrSecretAbsent means a referenced variable is unset or a file is not there (yet). It is a run-time
+// condition, not a config error.
+var ErrSecretAbsent = errors.New("secret absent")
+
+// Validate reports a Value that names more or less than one source.
+func (v Value) Validate() error {
+	n := 0
+	for _, s := range []string{v.Value, v.Env, v.File} {
+		if s != "" {
+			n++
+		}
+	}
+	if n != 1 {
+		return errors.New("must set exactly one of value, env or file")
+	}
+	return nil
+}
+
+// IsSecret reports whether the value comes from outside the config (and so must never be shown).
+func (v Value) IsSecret() bool { return v.Env != "" || v.File != "" }
+
+// Resolve returns the value, reading the variable or the file now. An unset variable or a missing file
+// gives an error wrapping ErrSecretAbsent that names it (never the value).
+func (v Value) Resolve(lookup func(string) (string, bool)) (string, error) {
+	if lookup == nil {
+		lookup = os.LookupEnv
+	}
+	switch {
+	case v.Env != "":
+		s, ok := lookup(v.Env)
+		if !ok || s == "" {
+			return "", fmt.Errorf("%w: set the environment variable %s", ErrSecretAbsent, v.Env)
+		}
+		return v.Prefix + s, nil
+	case v.File != "":
+		b, err := os.ReadFile(v.File)
+		if errors.Is(err, os.ErrNotExist) {
+			return "", fmt.Errorf("%w: file %s does not exist (mount the Secret there)", ErrSecretAbsent, v.File)
+		}
+		if err != nil {
+			return "", fmt.Errorf("read secret file %s: %w", v.File, errors.Unwrap(err))
+		}
+		s := strings.TrimSpace(string(b))
+		if s == "" {
+			return "", fmt.Errorf("%w: file %s is empty", ErrSecretAbsent, v.File)
+		}
+		return v.Prefix + s, nil
+	default:
+		return v.Value, nil
+	}
+}
