@@ -83,6 +83,8 @@ type Probe struct {
 	Policy      `mapstructure:",squash"`
 	// Options are the kind-specific keys; the kind decodes and validates them.
 	Options map[string]any `mapstructure:",remain"`
+	// Local is set by validation for kinds that check the agent itself (no breaker, retry or rate limit).
+	Local bool `mapstructure:"-"`
 }
 
 // Breaker returns the name of the breaker guarding p.

@@ -43,13 +43,22 @@ func (r Registry) Build(p *config.Probe, env Env) (Probe, error) {
 	return pr, nil
 }
 
-// CheckProbe implements config.Checker: it reports whether p's kind exists, whether it may have a
-// breaker, and whether its options are valid.
-func (r Registry) CheckProbe(p *config.Probe) (local bool, err error) {
+// Warner is implemented by probes that can tell, without probing, that they will fail at run time
+// (e.g. a secret that is not set yet). `agent validate` prints these as warnings.
+type Warner interface {
+	Warnings() []string
+}
+
+// CheckProbe implements config.Checker: it reports whether p's kind exists, whether it is local (no
+// breaker), whether its options are valid, and what it would warn about.
+func (r Registry) CheckProbe(p *config.Probe) (local bool, warnings []string, err error) {
 	k, ok := r[p.Kind]
 	if !ok {
-		return false, config.Errorf("kind", "unknown kind %q (valid: %s)", p.Kind, strings.Join(r.Names(), ", "))
+		return false, nil, config.Errorf("kind", "unknown kind %q (valid: %s)", p.Kind, strings.Join(r.Names(), ", "))
 	}
-	_, err = r.Build(p, Env{})
-	return k.Local, err
+	pr, err := r.Build(p, Env{})
+	if w, ok := pr.(Warner); ok && err == nil {
+		warnings = w.Warnings()
+	}
+	return k.Local, warnings, err
 }
