@@ -1,0 +1,313 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"regexp"
+	"runtime/debug"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/health-agent/health-agent/pkg/agent"
+	"github.com/health-agent/health-agent/pkg/config"
+	"github.com/health-agent/health-agent/pkg/monitor"
+	"github.com/health-agent/health-agent/pkg/probes"
+)
+
+// Exit codes, documented in the README.
+const (
+	exitOK        = 0 // served and stopped cleanly; healthy; valid config
+	exitUnhealthy = 1 // unhealthy probe, failed healthcheck, or a run-time failure (e.g. port in use)
+	exitUsage     = 2 // bad usage or bad config
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = ""
+
+func agentVersion() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		v := bi.Main.Version
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+				return v + "+" + s.Value[:12]
+			}
+		}
+		if v != "" {
+			return v
+		}
+	}
+	return "dev"
+}
+
+const usage = `usage:
+  agent [--config FILE] [--listen ADDR] [--log-level debug|info|warn|error] [--log-format json|text]
+  agent validate [--config FILE]
+  agent probe [--config FILE] NAME
+  agent healthcheck [--url URL]
+  agent version
+`
+
+// run is the whole program: it returns the exit code.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookup func(string) (string, bool)) int {
+	cmd := "serve"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "serve":
+		return serve(ctx, args, stderr, lookup)
+	case "validate":
+		return validate(args, stdout, stderr, lookup)
+	case "probe":
+		return probe(ctx, args, stdout, stderr, lookup)
+	case "healthcheck":
+		return healthcheck(ctx, args, stdout, stderr)
+	case "version":
+		if len(args) > 0 {
+			fmt.Fprint(stderr, "version takes no arguments\n"+usage)
+			return exitUsage
+		}
+		fmt.Fprintln(stdout, "health-agent", agentVersion())
+		return exitOK
+	case "help":
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	default:
+		fmt.Fprintf(stderr, "unknown command %q\n%s", cmd, usage)
+		return exitUsage
+	}
+}
+
+func newFlags(name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, usage) }
+	return fs
+}
+
+func serve(ctx context.Context, args []string, stderr io.Writer, lookup func(string) (string, bool)) int {
+	fs := newFlags("agent", stderr)
+	cfgPath := fs.String("config", "", "config file (default: the embedded configs/agent.yaml)")
+	listen := fs.String("listen", "", "listen address, overriding server.listen")
+	level := fs.String("log-level", "info", "debug, info, warn or error")
+	format := fs.String("log-format", "json", "json or text")
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "unexpected arguments: %v\n%s", fs.Args(), usage)
+		return exitUsage
+	}
+	log, err := newLogger(stderr, *level, *format)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return exitUsage
+	}
+	loaded, err := agent.LoadConfig(*cfgPath, probes.Kinds, lookup)
+	if err != nil {
+		printConfigError(stderr, sourceName(*cfgPath), err)
+		return exitUsage
+	}
+	for _, w := range loaded.Warnings {
+		log.Warn("config warning", "warning", w)
+	}
+	a, err := agent.New(loaded, agent.Options{
+		ConfigPath: *cfgPath, Listen: *listen, Logger: log, Version: agentVersion(), LookupEnv: lookup,
+	})
+	if err != nil {
+		log.Error("cannot start", "err", err)
+		return exitUsage
+	}
+
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	reloads := make(chan struct{}, 1)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case s := <-sigs:
+				if s == syscall.SIGHUP {
+					log.Info("SIGHUP: reloading config")
+					select {
+					case reloads <- struct{}{}:
+					default:
+					}
+					continue
+				}
+				log.Info("signal received, shutting down", "signal", s.String())
+				cancel()
+				return
+			}
+		}
+	}()
+	if err := a.Run(ctx, reloads); err != nil {
+		log.Error("health-agent failed", "err", err)
+		return exitUnhealthy
+	}
+	return exitOK
+}
+
+func sourceName(path string) string {
+	if path == "" {
+		return "embedded configs/agent.yaml"
+	}
+	return path
+}
+
+// printConfigError prints every problem of a bad config, one per line.
+func printConfigError(w io.Writer, source string, err error) {
+	if !errors.Is(err, config.ErrInvalid) {
+		fmt.Fprintf(w, "config %s: %v\n", source, err)
+		return
+	}
+	errs := config.Flatten(err)
+	var lines []string
+	for _, e := range errs {
+		if errors.Is(e, config.ErrInvalid) && len(errs) > 1 && e.Error() == config.ErrInvalid.Error() {
+			continue
+		}
+		lines = append(lines, strings.TrimPrefix(e.Error(), config.ErrInvalid.Error()+": "))
+	}
+	fmt.Fprintf(w, "config %s is invalid (%d error(s)):\n", source, len(lines))
+	for _, l := range lines {
+		fmt.Fprintf(w, "  %s\n", l)
+	}
+}
+
+func validate(args []string, stdout, stderr io.Writer, lookup func(string) (string, bool)) int {
+	fs := newFlags("validate", stderr)
+	cfgPath := fs.String("config", "", "config file (default: the embedded configs/agent.yaml)")
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "unexpected arguments: %v\n%s", fs.Args(), usage)
+		return exitUsage
+	}
+	loaded, err := agent.LoadConfig(*cfgPath, probes.Kinds, lookup)
+	if err != nil {
+		printConfigError(stderr, sourceName(*cfgPath), err)
+		return exitUsage
+	}
+	for _, w := range loaded.Warnings {
+		fmt.Fprintf(stderr, "warning: %s\n", w)
+	}
+	names := make([]string, 0, len(loaded.Config.Probes))
+	for _, p := range loaded.Config.Probes {
+		names = append(names, p.Name)
+	}
+	fmt.Fprintf(stdout, "config %s is valid: %d probes (%s), sha256 %s, %d warning(s)\n",
+		loaded.Source, len(names), strings.Join(names, ", "), loaded.SHA256[:12], len(loaded.Warnings))
+	return exitOK
+}
+
+func probe(ctx context.Context, args []string, stdout, stderr io.Writer, lookup func(string) (string, bool)) int {
+	fs := newFlags("probe", stderr)
+	cfgPath := fs.String("config", "", "config file (default: the embedded configs/agent.yaml)")
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	if fs.NArg() != 1 {
+		fmt.Fprint(stderr, "probe needs exactly one probe NAME\n"+usage)
+		return exitUsage
+	}
+	loaded, err := agent.LoadConfig(*cfgPath, probes.Kinds, lookup)
+	if err != nil {
+		printConfigError(stderr, sourceName(*cfgPath), err)
+		return exitUsage
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	out, err := monitor.RunOnce(ctx, loaded, fs.Arg(0), monitor.Options{LookupEnv: lookup, Version: agentVersion()})
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return exitUsage
+	}
+	enc := json.NewEncoder(stdout)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(out); err != nil {
+		fmt.Fprintln(stderr, "encode result:", err)
+		return exitUnhealthy
+	}
+	if out.Status != probes.Healthy {
+		return exitUnhealthy
+	}
+	return exitOK
+}
+
+func healthcheck(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("healthcheck", stderr)
+	url := fs.String("url", "http://127.0.0.1:3008/livez", "URL to GET")
+	timeout := fs.Duration("timeout", 5*time.Second, "request timeout")
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	if fs.NArg() > 0 || *timeout <= 0 {
+		fmt.Fprint(stderr, "healthcheck takes only --url and --timeout (> 0)\n"+usage)
+		return exitUsage
+	}
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, *url, nil)
+	if err != nil || (req.URL.Scheme != "http" && req.URL.Scheme != "https") {
+		fmt.Fprintf(stderr, "bad --url %q: want an http(s) URL\n", *url)
+		return exitUsage
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		fmt.Fprintf(stderr, "healthcheck %s: %v\n", *url, err)
+		return exitUnhealthy
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+	fmt.Fprintf(stdout, "%s: %s\n", *url, resp.Status)
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return exitUnhealthy
+	}
+	return exitOK
+}
+
+// secretKey matches attribute keys whose values must never be logged.
+var secretKey = regexp.MustCompile(`(?i)(token|authorization|secret|password|api[-_]?key)`)
+
+// newLogger builds the slog logger for --log-level and --log-format, redacting secret-looking keys.
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: want debug, info, warn or error, got %q", level)
+	}
+	opts := &slog.HandlerOptions{
+		Level: lv,
+		ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+			if secretKey.MatchString(a.Key) {
+				return slog.String(a.Key, "[REDACTED]")
+			}
+			return a
+		},
+	}
+	switch format {
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	default:
+		return nil, fmt.Errorf("--log-format: want json or text, got %q", format)
+	}
+}

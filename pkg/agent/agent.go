@@ -1,0 +1,234 @@
+// Package agent wires a config, the monitor and the HTTP server into the running sidecar: it serves,
+// reloads, and drains on shutdown.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/health-agent/health-agent/configs"
+	"github.com/health-agent/health-agent/pkg/api"
+	"github.com/health-agent/health-agent/pkg/config"
+	"github.com/health-agent/health-agent/pkg/monitor"
+	"github.com/health-agent/health-agent/pkg/probes"
+)
+
+// Options configure an Agent.
+type Options struct {
+	// ConfigPath is the config file; empty means the embedded configs/agent.yaml.
+	ConfigPath string
+	// Listen overrides server.listen (the --listen flag), also across reloads.
+	Listen  string
+	Logger  *slog.Logger
+	Version string
+	// LookupEnv resolves ${VAR} in the config and secrets (default os.LookupEnv).
+	LookupEnv func(string) (string, bool)
+	// Kinds is the probe registry (default probes.Kinds).
+	Kinds probes.Registry
+	// Tick is the monitor's housekeeping period (default 1s).
+	Tick time.Duration
+	// Observe, when set, is given the monitor before serving, and returns the /metrics handler and
+	// the monitor options' hooks (pkg/metrics). Nil: no /metrics.
+	Observe func(m *monitor.Monitor) http.Handler
+	// Page, when set, builds the status page handler.
+	Page func(m *monitor.Monitor) http.Handler
+	// MonitorOptions are passed on to monitor.New (its Logger, Version, Kinds, LookupEnv, Tick are
+	// filled from these Options).
+	MonitorOptions monitor.Options
+}
+
+// LoadConfig loads path, or the embedded default config when path is empty.
+func LoadConfig(path string, kinds probes.Registry, lookup func(string) (string, bool)) (*config.Loaded, error) {
+	if kinds == nil {
+		kinds = probes.Kinds
+	}
+	if path == "" {
+		return config.Load(configs.DefaultName, configs.Default, kinds, lookup)
+	}
+	return config.LoadFile(path, kinds, lookup)
+}
+
+// Agent is the running sidecar.
+type Agent struct {
+	opts    Options
+	log     *slog.Logger
+	monitor *monitor.Monitor
+	server  *http.Server
+	current atomic.Pointer[config.Loaded]
+	token   atomic.Pointer[string]
+	reload  sync.Mutex
+	addr    atomic.Pointer[string]
+}
+
+// New builds an agent for loaded. It starts nothing.
+func New(loaded *config.Loaded, opts Options) (*Agent, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Kinds == nil {
+		opts.Kinds = probes.Kinds
+	}
+	mo := opts.MonitorOptions
+	mo.Logger, mo.Version, mo.Kinds, mo.LookupEnv = opts.Logger, opts.Version, opts.Kinds, opts.LookupEnv
+	if opts.Tick > 0 {
+		mo.Tick = opts.Tick
+	}
+	m, err := monitor.New(loaded, mo)
+	if err != nil {
+		return nil, fmt.Errorf("build probes: %w", err)
+	}
+	a := &Agent{opts: opts, log: opts.Logger, monitor: m}
+	a.current.Store(loaded)
+	a.setToken(loaded)
+
+	ho := api.Options{Token: a.Token, Logger: opts.Logger}
+	if opts.Observe != nil {
+		ho.Metrics = opts.Observe(m)
+	}
+	if opts.Page != nil {
+		ho.Page = opts.Page(m)
+	}
+	srv := loaded.Config.Server
+	if opts.Listen != "" {
+		srv.Listen = opts.Listen
+	}
+	a.server = api.NewServer(srv, api.NewHandler(m, ho), opts.Logger)
+	return a, nil
+}
+
+// Monitor returns the agent's monitor.
+func (a *Agent) Monitor() *monitor.Monitor { return a.monitor }
+
+// Token returns the current server.detailsToken.
+func (a *Agent) Token() string {
+	if t := a.token.Load(); t != nil {
+		return *t
+	}
+	return ""
+}
+
+func (a *Agent) setToken(l *config.Loaded) {
+	t := l.Config.Server.DetailsToken
+	a.token.Store(&t)
+}
+
+// Addr returns the address the server listens on, once it does.
+func (a *Agent) Addr() string {
+	if p := a.addr.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
+
+// Run listens, probes and serves until ctx is done, then drains: /readyz fails at once, the server keeps
+// answering for server.shutdownDelay, then shuts down gracefully and the probes stop. Each value on
+// reloads triggers a config reload. It returns nil after a clean shutdown.
+func (a *Agent) Run(ctx context.Context, reloads <-chan struct{}) error {
+	ln, err := net.Listen("tcp", a.server.Addr)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	addr := ln.Addr().String()
+	a.addr.Store(&addr)
+	loaded := a.current.Load()
+	a.log.Info("health-agent serving", "addr", addr, "config", loaded.Source, "sha256", loaded.SHA256,
+		"probes", len(loaded.Config.Probes), "version", a.opts.Version)
+
+	mctx, stopMonitor := context.WithCancel(context.WithoutCancel(ctx))
+	monitorDone := make(chan error, 1)
+	go func() { monitorDone <- a.monitor.Run(mctx) }()
+	serveDone := make(chan error, 1)
+	go func() { serveDone <- a.server.Serve(ln) }()
+
+	var runErr error
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case <-reloads:
+			_ = a.Reload(ctx)
+		case err := <-serveDone:
+			runErr = fmt.Errorf("serve: %w", err)
+			serveDone = nil
+			break loop
+		}
+	}
+
+	delay := a.current.Load().Config.Server.ShutdownDelay
+	if serveDone != nil {
+		a.monitor.SetDraining()
+		a.log.Info("shutting down: readiness now fails, draining", "delay", delay)
+		t := time.NewTimer(delay)
+		select {
+		case <-t.C:
+		case err := <-serveDone:
+			t.Stop()
+			runErr = fmt.Errorf("serve: %w", err)
+			serveDone = nil
+		}
+	}
+	if serveDone != nil {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		if err := a.server.Shutdown(sctx); err != nil {
+			a.log.Warn("graceful shutdown cut short", "err", err)
+			_ = a.server.Close()
+		}
+		cancel()
+		if err := <-serveDone; err != nil && !errors.Is(err, http.ErrServerClosed) {
+			runErr = fmt.Errorf("serve: %w", err)
+		}
+	}
+	stopMonitor()
+	<-monitorDone
+	if runErr == nil {
+		a.log.Info("health-agent stopped")
+	}
+	return runErr
+}
+
+// Reload loads the config again from its source. A valid config replaces the running one (probes whose
+// definition did not change keep their state); an invalid one is rejected, logged and reported by the
+// config check, and the running config stays.
+func (a *Agent) Reload(ctx context.Context) error {
+	a.reload.Lock()
+	defer a.reload.Unlock()
+	loaded, err := LoadConfig(a.opts.ConfigPath, a.opts.Kinds, a.opts.LookupEnv)
+	if err == nil && loaded.SHA256 == a.current.Load().SHA256 {
+		a.log.Info("config unchanged, nothing to reload", "sha256", loaded.SHA256)
+		return nil
+	}
+	if err == nil {
+		err = a.monitor.Reload(ctx, loaded)
+	}
+	if err != nil {
+		a.monitor.ReloadFailed(err)
+		a.log.Error("config reload rejected, keeping the running config", "source", a.sourceName(),
+			"err", err, "running_sha256", a.current.Load().SHA256)
+		return fmt.Errorf("reload: %w", err)
+	}
+	old := a.current.Swap(loaded)
+	a.setToken(loaded)
+	if a.opts.Listen == "" && old.Config.Server.Listen != loaded.Config.Server.Listen {
+		a.log.Warn("server.listen changed: it takes effect at the next restart",
+			"running", old.Config.Server.Listen, "configured", loaded.Config.Server.Listen)
+	}
+	for _, w := range loaded.Warnings {
+		a.log.Warn("config warning", "warning", w)
+	}
+	return nil
+}
+
+func (a *Agent) sourceName() string {
+	if a.opts.ConfigPath == "" {
+		return configs.DefaultName
+	}
+	return a.opts.ConfigPath
+}

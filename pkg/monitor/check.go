@@ -1,0 +1,175 @@
+package monitor
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"sync"
+	"time"
+
+	"github.com/health-agent/health-agent/pkg/config"
+	"github.com/health-agent/health-agent/pkg/probes"
+)
+
+// timelineLen is how many recent verdicts a check keeps for the status page's strip.
+const timelineLen = 20
+
+// check is one configured probe and what the monitor knows of it. Its state fields are guarded by
+// Monitor.mu; def, fingerprint and guarded never change after creation.
+type check struct {
+	def         config.Probe
+	fingerprint string
+	guarded     probes.Probe
+
+	status               probes.Status // the verdict after hysteresis (never Unknown-for-staleness: that is a view)
+	reason               string
+	fields               map[string]any
+	body                 json.RawMessage
+	duration             time.Duration
+	executions           uint64
+	lastChecked          time.Time
+	lastSuccess          time.Time
+	lastTransition       time.Time
+	notBefore            time.Time // the dependency asked not to be called before this (Retry-After)
+	consecutiveFailures  int
+	consecutiveSuccesses int
+	everHealthy          bool
+	blockedBy            string
+	transitions          uint64
+	timeline             [timelineLen]Point
+	timelineN            int
+
+	kick      chan struct{} // a dependency changed: run now (capacity 1)
+	first     chan struct{} // closed after the first execution; dependents' first runs wait for it
+	firstOnce sync.Once
+}
+
+// Point is one verdict on a probe's timeline.
+type Point struct {
+	At     time.Time     `json:"at"`
+	Status probes.Status `json:"status"`
+}
+
+func newCheck(def config.Probe, guarded probes.Probe) *check {
+	return &check{
+		def:         def,
+		fingerprint: fingerprint(def),
+		guarded:     guarded,
+		status:      probes.Unknown,
+		reason:      "no result yet",
+		kick:        make(chan struct{}, 1),
+		first:       make(chan struct{}),
+	}
+}
+
+// fingerprint identifies a probe's definition: a reload keeps the state of probes whose fingerprint
+// did not change.
+func fingerprint(def config.Probe) string {
+	b, err := json.Marshal(def)
+	if err != nil {
+		return "" // never equal to another: the probe is treated as changed
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+// adopt carries the verdict and counters of a previous check with the same definition.
+func (c *check) adopt(old *check) {
+	c.status, c.reason, c.fields, c.body = old.status, old.reason, old.fields, old.body
+	c.duration, c.executions = old.duration, old.executions
+	c.lastChecked, c.lastSuccess, c.lastTransition = old.lastChecked, old.lastSuccess, old.lastTransition
+	c.notBefore = old.notBefore
+	c.consecutiveFailures, c.consecutiveSuccesses = old.consecutiveFailures, old.consecutiveSuccesses
+	c.everHealthy, c.blockedBy, c.transitions = old.everHealthy, old.blockedBy, old.transitions
+	c.timeline, c.timelineN = old.timeline, old.timelineN
+}
+
+// record applies one execution's outcome with hysteresis. It reports whether the verdict changed.
+//
+// A probe with no verdict yet (unknown or blocked) takes the first outcome as it is. After that it turns
+// unhealthy only after failuresBeforeUnhealthy consecutive failures, and healthy (or degraded) again
+// only after successesBeforeHealthy consecutive successes.
+func (c *check) record(now time.Time, res probes.Result, err error, dur time.Duration) (changed bool) {
+	c.executions++
+	c.duration = dur
+	c.lastChecked = now
+	c.blockedBy = ""
+	c.fields = res.Fields
+	if res.RetryAfter > 0 {
+		c.notBefore = now.Add(res.RetryAfter)
+	}
+	if res.Body != nil {
+		c.body = res.Body
+	}
+	prev := c.status
+	noVerdict := prev == probes.Unknown || prev == probes.Blocked
+	next := prev
+	switch {
+	case err != nil:
+		c.consecutiveFailures++
+		c.consecutiveSuccesses = 0
+		c.reason = err.Error()
+		if noVerdict || c.consecutiveFailures >= c.def.FailuresBeforeUnhealthy {
+			next = probes.Unhealthy
+		}
+	case res.Status == probes.Unknown:
+		c.reason = res.Reason
+		next = probes.Unknown
+	default:
+		c.consecutiveSuccesses++
+		c.consecutiveFailures = 0
+		c.lastSuccess = now
+		status := res.Status
+		if status != probes.Degraded {
+			status = probes.Healthy
+		}
+		if prev != probes.Unhealthy || c.consecutiveSuccesses >= c.def.SuccessesBeforeHealthy {
+			next = status
+			c.reason = res.Reason
+		}
+	}
+	c.setStatus(now, next)
+	return next != prev
+}
+
+// block marks the check blocked by root, without executing it.
+func (c *check) block(now time.Time, root, why string) (changed bool) {
+	prev := c.status
+	c.blockedBy = root
+	c.reason = why
+	c.setStatus(now, probes.Blocked)
+	return prev != probes.Blocked
+}
+
+func (c *check) setStatus(now time.Time, s probes.Status) {
+	if s != c.status {
+		c.transitions++
+		c.lastTransition = now
+	}
+	c.status = s
+	if s == probes.Healthy || s == probes.Degraded {
+		c.everHealthy = true
+	}
+	c.timeline[c.timelineN%timelineLen] = Point{At: now, Status: s}
+	c.timelineN++
+}
+
+// recent returns the timeline, oldest first.
+func (c *check) recent() []Point {
+	n := min(c.timelineN, timelineLen)
+	out := make([]Point, 0, n)
+	for i := c.timelineN - n; i < c.timelineN; i++ {
+		out = append(out, c.timeline[i%timelineLen])
+	}
+	return out
+}
+
+// staleAfter is how old a verdict may get before it is reported unknown: 3 intervals, stretched when
+// the dependency asked us to wait longer.
+func (c *check) staleAfter() time.Duration {
+	d := 3 * c.def.Interval
+	if !c.notBefore.IsZero() && c.notBefore.Sub(c.lastChecked) > c.def.Interval {
+		d = 2*c.def.Interval + c.notBefore.Sub(c.lastChecked)
+	}
+	return d
+}

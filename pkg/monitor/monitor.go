@@ -1,0 +1,623 @@
+// Package monitor schedules the probes, applies hysteresis and dependencies, and publishes an immutable
+// Snapshot of the agent's health. Handlers read snapshots; they never run a probe or wait on one.
+package monitor
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/failsafe-go/failsafe-go/bulkhead"
+
+	"github.com/health-agent/health-agent/pkg/breakers"
+	"github.com/health-agent/health-agent/pkg/config"
+	"github.com/health-agent/health-agent/pkg/probes"
+)
+
+// ErrNotRunning is returned by Reload when the monitor's Run loop is not running.
+var ErrNotRunning = errors.New("monitor not running")
+
+// Options are a monitor's collaborators; all are optional.
+type Options struct {
+	Logger  *slog.Logger
+	Version string
+	Kinds   probes.Registry // default probes.Kinds
+	// LookupEnv resolves secrets (default os.LookupEnv).
+	LookupEnv func(string) (string, bool)
+	// Tick is how often the monitor refreshes staleness, breaker delays and its liveness heartbeat
+	// (default 1s).
+	Tick time.Duration
+	// OnExecution is called after each execution of a probe (for metrics). It must not block.
+	OnExecution func(Execution)
+	// OnBreakerTransition is called on each breaker state change (for metrics). It must not block.
+	OnBreakerTransition func(breakers.Transition)
+}
+
+// Execution is one probe execution, as reported to Options.OnExecution.
+type Execution struct {
+	Probe    string
+	Status   probes.Status // the verdict after hysteresis
+	Failed   bool          // the execution itself failed (before hysteresis)
+	Duration time.Duration
+}
+
+// Monitor runs the probes of a config and keeps the latest Snapshot.
+type Monitor struct {
+	opts      Options
+	log       *slog.Logger
+	breakers  *breakers.Registry
+	startedAt time.Time
+
+	mu         sync.Mutex // guards the fields below and every check's state
+	loaded     *config.Loaded
+	checks     map[string]*check
+	ordered    []*check // config order
+	topo       []string
+	legacyName string
+	draining   bool
+	lastView   map[string]probes.Status // statuses in the last snapshot, to see staleness changes
+	bulkhead   bulkhead.Bulkhead[probes.Result]
+
+	snap       atomic.Pointer[Snapshot]
+	dirty      atomic.Bool
+	heartbeat  atomic.Int64 // unix nanos of the last housekeeping tick
+	configInfo atomic.Pointer[probes.ConfigInfo]
+	legacyBody atomic.Pointer[json.RawMessage]
+
+	reloads chan reloadRequest
+	running atomic.Bool
+}
+
+type reloadRequest struct {
+	loaded *config.Loaded
+	done   chan error
+}
+
+// New builds the probes of loaded and an initial snapshot in which every probe is unknown. It starts
+// nothing: call Run.
+func New(loaded *config.Loaded, opts Options) (*Monitor, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Kinds == nil {
+		opts.Kinds = probes.Kinds
+	}
+	if opts.Tick <= 0 {
+		opts.Tick = time.Second
+	}
+	m := &Monitor{
+		opts:      opts,
+		log:       opts.Logger,
+		startedAt: time.Now(),
+		checks:    map[string]*check{},
+		reloads:   make(chan reloadRequest),
+	}
+	m.breakers = breakers.NewRegistry(m.onBreakerTransition)
+	m.heartbeat.Store(m.startedAt.UnixNano())
+	m.setConfigInfo(loaded, probes.Reload{At: m.startedAt, Success: true})
+	checks, err := m.build(loaded, nil)
+	if err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.install(loaded, checks)
+	m.publishLocked(time.Now())
+	return m, nil
+}
+
+// Snapshot returns the latest snapshot. It never blocks.
+func (m *Monitor) Snapshot() *Snapshot { return m.snap.Load() }
+
+// Alive reports whether the monitor's loop has ticked recently (for /livez).
+func (m *Monitor) Alive(now time.Time) bool {
+	if !m.running.Load() {
+		return false
+	}
+	last := time.Unix(0, m.heartbeat.Load())
+	return now.Sub(last) < 5*m.opts.Tick+5*time.Second
+}
+
+// Breakers returns the breaker registry (for metrics).
+func (m *Monitor) Breakers() *breakers.Registry { return m.breakers }
+
+// SetDraining makes readiness fail at once (reason "shutting down").
+func (m *Monitor) SetDraining() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.draining = true
+	m.publishLocked(time.Now())
+}
+
+// ReloadFailed records a rejected reload: the running config stays, the config check turns degraded.
+func (m *Monitor) ReloadFailed(err error) {
+	m.mu.Lock()
+	loaded := m.loaded
+	m.mu.Unlock()
+	m.setConfigInfo(loaded, probes.Reload{At: time.Now(), Success: false, Error: err.Error()})
+	m.kickKind("config")
+}
+
+// Reload replaces the running config with loaded (already validated). Probes whose definition did not
+// change keep their state, runner and breaker; the others are stopped and started anew. It waits until
+// the Run loop has applied it.
+func (m *Monitor) Reload(ctx context.Context, loaded *config.Loaded) error {
+	if !m.running.Load() {
+		return ErrNotRunning
+	}
+	req := reloadRequest{loaded: loaded, done: make(chan error, 1)}
+	select {
+	case m.reloads <- req:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-req.done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// runner is one probe's goroutine.
+type runner struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// Run schedules the probes until ctx is done, then stops them all and returns. Each probe's first
+// execution waits for those it depends on (topological order); then each runs on its own interval with
+// jitter.
+func (m *Monitor) Run(ctx context.Context) error {
+	if !m.running.CompareAndSwap(false, true) {
+		return errors.New("monitor already running")
+	}
+	defer m.running.Store(false)
+	runners := map[*check]*runner{}
+	start := func(c *check, first bool) {
+		rctx, cancel := context.WithCancel(ctx)
+		r := &runner{cancel: cancel, done: make(chan struct{})}
+		runners[c] = r
+		go func() {
+			defer close(r.done)
+			m.runCheck(rctx, c, first)
+		}()
+	}
+	stop := func(cs []*check) {
+		for _, c := range cs {
+			if r := runners[c]; r != nil {
+				r.cancel()
+			}
+		}
+		for _, c := range cs {
+			if r := runners[c]; r != nil {
+				<-r.done
+				delete(runners, c)
+			}
+		}
+	}
+	m.mu.Lock()
+	initial := slices.Clone(m.ordered)
+	m.mu.Unlock()
+	for _, c := range initial {
+		start(c, true)
+	}
+
+	ticker := time.NewTicker(m.opts.Tick)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			stop(slices.Collect(maps.Keys(runners)))
+			return nil
+		case req := <-m.reloads:
+			req.done <- m.apply(req.loaded, start, stop)
+		case now := <-ticker.C:
+			m.heartbeat.Store(now.UnixNano())
+			m.housekeep(now)
+		}
+	}
+}
+
+// runCheck is one probe's loop.
+func (m *Monitor) runCheck(ctx context.Context, c *check, first bool) {
+	if first {
+		// The first execution waits for the probes it depends on, so that it sees their verdicts.
+		m.mu.Lock()
+		var deps []chan struct{}
+		for _, d := range c.def.DependsOn {
+			if dc := m.checks[d]; dc != nil {
+				deps = append(deps, dc.first)
+			}
+		}
+		m.mu.Unlock()
+		for _, d := range deps {
+			select {
+			case <-d:
+			case <-ctx.Done():
+				return
+			}
+		}
+		m.execute(ctx, c)
+		c.firstOnce.Do(func() { close(c.first) })
+	}
+	jitter := m.jitter()
+	for {
+		wait := c.def.Interval
+		if jitter > 0 {
+			wait += time.Duration((rand.Float64()*2 - 1) * jitter * float64(wait))
+		}
+		m.mu.Lock()
+		notBefore := c.notBefore
+		m.mu.Unlock()
+		if d := time.Until(notBefore); d > wait {
+			wait = d
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		case <-c.kick:
+			t.Stop()
+			if time.Now().Before(notBefore) {
+				continue
+			}
+		}
+		m.execute(ctx, c)
+	}
+}
+
+func (m *Monitor) jitter() float64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.loaded.Config.Scheduler.Jitter
+}
+
+// execute runs c once unless a dependency blocks it, and records the outcome.
+func (m *Monitor) execute(ctx context.Context, c *check) {
+	m.mu.Lock()
+	if root, why := m.blockedByLocked(c); root != "" {
+		prev := c.status
+		if c.block(time.Now(), root, why) {
+			m.logTransition(c, prev)
+			m.publishLocked(time.Now())
+			m.kickDependentsLocked(c)
+		} else {
+			m.dirty.Store(true)
+		}
+		m.mu.Unlock()
+		return
+	}
+	m.mu.Unlock()
+
+	start := time.Now()
+	res, err := c.guarded.Check(ctx)
+	dur := time.Since(start)
+	if ctx.Err() != nil {
+		return // stopping or replaced by a reload: this outcome says nothing about the dependency
+	}
+	if err == nil && res.Status == "" {
+		res.Status = probes.Healthy
+	}
+
+	now := time.Now()
+	m.mu.Lock()
+	prev := c.status
+	changed := c.record(now, res, err, dur)
+	if c.def.Legacy && res.Body != nil {
+		body := res.Body
+		m.legacyBody.Store(&body)
+	}
+	status := c.status
+	if changed {
+		m.logTransition(c, prev)
+		m.publishLocked(now)
+		m.kickDependentsLocked(c)
+	} else {
+		m.dirty.Store(true)
+	}
+	m.mu.Unlock()
+
+	m.log.Debug("probe executed", "probe", c.def.Name, "status", status, "failed", err != nil,
+		"duration", dur, "reason", c.reasonFor(err, res))
+	if m.opts.OnExecution != nil {
+		m.opts.OnExecution(Execution{Probe: c.def.Name, Status: status, Failed: err != nil, Duration: dur})
+	}
+}
+
+func (c *check) reasonFor(err error, res probes.Result) string {
+	if err != nil {
+		return err.Error()
+	}
+	return res.Reason
+}
+
+// blockedByLocked returns the root cause blocking c (a dependency that is unhealthy, or what blocks a
+// blocked dependency), and a reason for people.
+func (m *Monitor) blockedByLocked(c *check) (root, why string) {
+	for _, name := range c.def.DependsOn {
+		d := m.checks[name]
+		if d == nil {
+			continue
+		}
+		switch d.status {
+		case probes.Unhealthy:
+			return name, fmt.Sprintf("dependency %q is unhealthy: %s", name, d.reason)
+		case probes.Blocked:
+			return d.blockedBy, fmt.Sprintf("dependency %q is blocked by %q", name, d.blockedBy)
+		}
+	}
+	return "", ""
+}
+
+// kickDependentsLocked makes the probes that depend on c run now, so that a block is lifted (or
+// applied) without waiting a whole interval.
+func (m *Monitor) kickDependentsLocked(c *check) {
+	for _, o := range m.ordered {
+		if slices.Contains(o.def.DependsOn, c.def.Name) {
+			select {
+			case o.kick <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
+
+func (m *Monitor) kickKind(kind string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, c := range m.ordered {
+		if c.def.Kind == kind {
+			select {
+			case c.kick <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
+
+func (m *Monitor) logTransition(c *check, prev probes.Status) {
+	level := slog.LevelInfo
+	if c.status == probes.Unhealthy && c.def.Critical {
+		level = slog.LevelWarn
+	}
+	m.log.Log(context.Background(), level, "probe status changed", "probe", c.def.Name, "from", prev,
+		"to", c.status, "critical", c.def.Critical, "reason", c.reason)
+}
+
+func (m *Monitor) onBreakerTransition(t breakers.Transition) {
+	m.log.Info("breaker state changed", "breaker", t.Breaker, "from", t.From, "to", t.To)
+	m.dirty.Store(true)
+	if m.opts.OnBreakerTransition != nil {
+		m.opts.OnBreakerTransition(t)
+	}
+}
+
+// housekeep republishes when anything changed since the last snapshot: an execution, a verdict gone
+// stale, a breaker's remaining delay.
+func (m *Monitor) housekeep(now time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	republish := m.dirty.Load()
+	if !republish {
+		for _, c := range m.ordered {
+			if m.lastView[c.def.Name] != m.viewStatus(c, now) {
+				republish = true
+				break
+			}
+		}
+	}
+	if !republish {
+		for _, b := range m.snap.Load().Breakers {
+			if b.State != breakers.Closed {
+				republish = true // its remaining delay moves
+				break
+			}
+		}
+	}
+	if republish {
+		m.publishLocked(now)
+	}
+}
+
+// viewStatus is c's status as shown: unknown once its verdict is stale.
+func (m *Monitor) viewStatus(c *check, now time.Time) probes.Status {
+	if c.status != probes.Blocked && !c.lastChecked.IsZero() && now.Sub(c.lastChecked) > c.staleAfter() {
+		return probes.Unknown
+	}
+	return c.status
+}
+
+// publishLocked builds and swaps a new snapshot. m.mu must be held.
+func (m *Monitor) publishLocked(now time.Time) {
+	m.dirty.Store(false)
+	s := &Snapshot{
+		At:           now,
+		StartedAt:    m.startedAt,
+		Version:      m.opts.Version,
+		ShuttingDown: m.draining,
+		Checks:       make([]CheckView, 0, len(m.ordered)),
+		Breakers:     m.breakers.Stats(),
+		Order:        m.topo,
+	}
+	if ci := m.configInfo.Load(); ci != nil {
+		s.Config = *ci
+	}
+	view := make(map[string]probes.Status, len(m.ordered))
+	for _, c := range m.ordered {
+		v := CheckView{
+			Name: c.def.Name, Kind: c.def.Kind, Critical: c.def.Critical,
+			Status: m.viewStatus(c, now), Reason: c.reason, Duration: c.duration,
+			LastChecked: c.lastChecked, LastSuccess: c.lastSuccess, LastTransition: c.lastTransition,
+			ConsecutiveFailures: c.consecutiveFailures, Transitions: c.transitions,
+			EverHealthy: c.everHealthy, DependsOn: c.def.DependsOn, BlockedBy: c.blockedBy,
+			Fields: c.fields, Timeline: c.recent(),
+		}
+		if !c.def.Local {
+			v.Breaker = c.def.Breaker()
+		}
+		if v.Status == probes.Unknown && c.status != probes.Unknown {
+			v.Reason = fmt.Sprintf("stale: last result %s ago (was %s: %s)",
+				now.Sub(c.lastChecked).Round(time.Second), c.status, c.reason)
+		}
+		if v.Critical && !v.EverHealthy {
+			s.Starting = true
+		}
+		view[c.def.Name] = v.Status
+		s.Checks = append(s.Checks, v)
+	}
+	m.lastView = view
+	s.Overall = overall(s.Checks)
+	var legacy json.RawMessage
+	if m.legacyName != "" {
+		if b := m.legacyBody.Load(); b != nil {
+			legacy = *b
+		}
+	}
+	if err := s.prepare(legacy, m.legacyName); err != nil {
+		// Kind fields that cannot be rendered are a bug in a kind; keep serving the last good snapshot.
+		m.log.Error("snapshot not published", "err", err)
+		return
+	}
+	m.snap.Store(s)
+}
+
+// build makes the checks of loaded, reusing from old every check whose definition did not change.
+func (m *Monitor) build(loaded *config.Loaded, old map[string]*check) (map[string]*check, error) {
+	cfg := loaded.Config
+	m.breakers.Sync(cfg)
+	bh := m.currentBulkhead(cfg.Scheduler.MaxConcurrentProbes)
+	env := probes.Env{
+		LookupEnv:  m.opts.LookupEnv,
+		Logger:     m.log,
+		ConfigInfo: m.ConfigInfo,
+		LegacyBody: m.LegacyBody,
+	}
+	out := make(map[string]*check, len(cfg.Probes))
+	var errs []error
+	for i := range cfg.Probes {
+		def := cfg.Probes[i]
+		if o := old[def.Name]; o != nil && o.fingerprint == fingerprint(def) {
+			out[def.Name] = o
+			continue
+		}
+		p, err := m.opts.Kinds.Build(&def, env)
+		if err != nil {
+			errs = append(errs, config.Prefix(fmt.Sprintf("probes[%d]", i), err))
+			continue
+		}
+		var br *breakers.Breaker
+		if !def.Local {
+			br = m.breakers.Get(def.Breaker())
+		}
+		out[def.Name] = newCheck(def, breakers.Guard(p, def.Policy, br, bh))
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return out, nil
+}
+
+func (m *Monitor) currentBulkhead(max int) bulkhead.Bulkhead[probes.Result] {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.bulkhead == nil {
+		m.bulkhead = breakers.NewBulkhead(max)
+	}
+	return m.bulkhead
+}
+
+// install makes checks the running set. m.mu must be held.
+func (m *Monitor) install(loaded *config.Loaded, checks map[string]*check) {
+	m.loaded = loaded
+	m.checks = checks
+	m.ordered = m.ordered[:0:0]
+	m.legacyName = ""
+	for _, p := range loaded.Config.Probes {
+		m.ordered = append(m.ordered, checks[p.Name])
+		if p.Legacy {
+			m.legacyName = p.Name
+		}
+	}
+	if m.legacyName == "" {
+		m.legacyBody.Store(nil)
+	}
+	m.topo, _ = loaded.Config.Order()
+}
+
+// apply swaps in a new config from the Run loop.
+func (m *Monitor) apply(loaded *config.Loaded, start func(*check, bool), stop func([]*check)) error {
+	m.mu.Lock()
+	old := m.checks
+	m.mu.Unlock()
+	checks, err := m.build(loaded, old)
+	if err != nil {
+		m.setConfigInfo(m.currentLoaded(), probes.Reload{At: time.Now(), Error: err.Error()})
+		return err
+	}
+	var gone []*check
+	for name, c := range old {
+		if checks[name] != c {
+			gone = append(gone, c)
+		}
+	}
+	stop(gone)
+	m.mu.Lock()
+	m.install(loaded, checks)
+	m.mu.Unlock()
+	kept := make(map[*check]bool, len(old))
+	for _, c := range old {
+		kept[c] = true
+	}
+	for _, c := range checks {
+		if !kept[c] {
+			start(c, true)
+		}
+	}
+	m.setConfigInfo(loaded, probes.Reload{At: time.Now(), Success: true})
+	m.kickKind("config")
+	m.mu.Lock()
+	m.publishLocked(time.Now())
+	m.mu.Unlock()
+	m.log.Info("config reloaded", "source", loaded.Source, "sha256", loaded.SHA256,
+		"probes", len(checks), "restarted", len(checks)-(len(old)-len(gone)))
+	return nil
+}
+
+func (m *Monitor) currentLoaded() *config.Loaded {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.loaded
+}
+
+func (m *Monitor) setConfigInfo(l *config.Loaded, r probes.Reload) {
+	ci := &probes.ConfigInfo{Source: l.Source, SHA256: l.SHA256, LoadedAt: l.LoadedAt, LastReload: r}
+	m.configInfo.Store(ci)
+	m.dirty.Store(true)
+}
+
+// ConfigInfo reports the running config and the last reload's outcome (for the config kind).
+func (m *Monitor) ConfigInfo() probes.ConfigInfo {
+	if ci := m.configInfo.Load(); ci != nil {
+		return *ci
+	}
+	return probes.ConfigInfo{}
+}
+
+// LegacyBody returns the legacy probe's latest JSON body, or nil.
+func (m *Monitor) LegacyBody() json.RawMessage {
+	if b := m.legacyBody.Load(); b != nil {
+		return *b
+	}
+	return nil
+}
