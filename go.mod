@@ -3,6 +3,7 @@ module github.com/health-agent/health-agent
 go 1.26.8
 
 require (
+	github.com/coder/websocket v1.8.15
 	github.com/failsafe-go/failsafe-go v0.9.8
 	github.com/gin-gonic/gin v1.12.0
 	github.com/go-viper/mapstructure/v2 v2.4.0
