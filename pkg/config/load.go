@@ -16,8 +16,8 @@ type Checker interface {
 // Loaded is a validated config and where it came from.
 type Loaded struct {
 	Config   *Config
-	Source   string    // the file path, or configs.DefaultName
-	SHA256   string    // hex sha256 of the file's bytes as read
+	Source   string // the file path, or configs.DefaultName
+	SHA256   string // hex sha256 of the file's bytes as read
 	LoadedAt time.Time
 	Warnings []string // each prefixed by its field path
 }

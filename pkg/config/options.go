@@ -57,7 +57,11 @@ func decodeError(e error) error {
 	msg := e.Error()
 	var fe *mapstructure.DecodeError
 	if errors.As(e, &fe) {
-		return &FieldError{Path: fe.Name(), Msg: fe.Unwrap().Error()}
+		msg := fe.Unwrap().Error()
+		if keys, ok := strings.CutPrefix(msg, "has invalid keys: "); ok {
+			msg = "unknown key(s): " + keys
+		}
+		return &FieldError{Path: fe.Name(), Msg: msg}
 	}
 	if rest, ok := strings.CutPrefix(msg, "'' has invalid keys: "); ok {
 		return &FieldError{Msg: "unknown key(s): " + rest}

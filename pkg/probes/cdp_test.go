@@ -114,7 +114,7 @@ func TestCDPOptions(t *testing.T) {
 		{name: "maxPages negative", opts: map[string]any{"urls": "http://127.0.0.1:9222", "maxPages": -3}, wantErr: []string{"maxPages: must be >= 0"}},
 		{name: "maxPages in browserless mode", opts: map[string]any{"urls": "http://127.0.0.1:3000", "mode": "browserless", "maxPages": 3}, wantErr: []string{`maxPages: only applies to mode "cdp"`}},
 		{name: "unknown mode", opts: map[string]any{"urls": "http://127.0.0.1:9222", "mode": "puppeteer"}, wantErr: []string{`mode: must be "cdp" or "browserless", got "puppeteer"`}},
-		{name: "unknown key", opts: map[string]any{"urls": "http://127.0.0.1:9222", "url": "x"}, wantErr: []string{"invalid keys: url"}},
+		{name: "unknown key", opts: map[string]any{"urls": "http://127.0.0.1:9222", "url": "x"}, wantErr: []string{"unknown key(s): url"}},
 		{
 			name:    "every problem reported",
 			opts:    map[string]any{"urls": "http://chrome:9222,ftp://127.0.0.1", "minAvailable": 3, "maxPages": -1},
