@@ -39,6 +39,12 @@ func NewBulkhead(maxConcurrent int) bulkhead.Bulkhead[probes.Result] {
 // The returned probe's error says, when the breaker rejected the execution, that it is open and when
 // it will try again (wrapping circuitbreaker.ErrOpen). Every execution is recorded in br's history.
 //
+// Errors: a pure rejection is a *RejectedError (errors.Is circuitbreaker.ErrOpen) or a *RateLimitedError
+// (errors.Is ratelimiter.ErrExceeded); a timed-out attempt is a *TimeoutError (errors.Is
+// timeout.ErrExceeded). When an attempt reached the dependency and a later retry was refused, the error
+// is the dependency's, with the refusal appended in parentheses, and does not match ErrOpen. An attempt
+// cut short by ctx (the caller stopping) is not counted by a closed breaker nor kept in its history.
+//
 // The bulkhead, retry and rate limiter are failsafe-go policies. The breaker is failsafe-go's, driven
 // through its permit API (TryAcquirePermit, RecordSuccess, RecordFailure) so that an attempt cut short
 // by the caller (agent stopping, reload) is not blamed on the dependency, which failsafe's executor
