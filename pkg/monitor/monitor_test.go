@@ -24,7 +24,7 @@ type dep struct {
 	err   error
 	hang  bool // block until the attempt's context is done
 	calls atomic.Int64
-	order *[]string
+	world *world
 	name  string
 }
 
@@ -38,10 +38,10 @@ func (d *dep) Check(ctx context.Context) (probes.Result, error) {
 	d.calls.Add(1)
 	d.mu.Lock()
 	err, hang := d.err, d.hang
-	if d.order != nil {
-		*d.order = append(*d.order, d.name)
-	}
 	d.mu.Unlock()
+	d.world.mu.Lock()
+	d.world.order = append(d.world.order, d.name)
+	d.world.mu.Unlock()
 	if hang {
 		<-ctx.Done()
 		return probes.Result{}, ctx.Err()
@@ -59,7 +59,7 @@ type world struct {
 func newWorld(names ...string) *world {
 	w := &world{deps: map[string]*dep{}}
 	for _, n := range names {
-		w.deps[n] = &dep{name: n, order: &w.order}
+		w.deps[n] = &dep{name: n, world: w}
 	}
 	return w
 }
