@@ -261,19 +261,25 @@ func (v *validation) kind(path string, p *Probe, kinds Checker) {
 	local, warnings, err := kinds.CheckProbe(p)
 	p.Local = local
 	for _, w := range warnings {
-		v.warnings = append(v.warnings, prefixWarning(path, w))
+		v.warnings = append(v.warnings, prefixWarning(path, p, w))
 	}
 	v.errs = append(v.errs, Flatten(Prefix(path, err))...)
 }
 
-// prefixWarning puts path before a kind's warning: "tokenEnv: …" becomes "probes[3].tokenEnv: …" as
-// errors do, and a warning that does not start with a key becomes "probes[3]: …".
-func prefixWarning(path, w string) string {
-	if key, _, ok := strings.Cut(w, ": "); ok && key != "" && strings.IndexFunc(key, func(r rune) bool {
-		return !(r == '.' || r == '[' || r == ']' || r == '_' || r == '-' ||
-			r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9')
-	}) < 0 {
-		return path + "." + w
+// prefixWarning puts path before a kind's warning. A warning about one of the probe's options
+// ("tokenEnv: …", "headers[X-Api-Key]: …") gets the option's path, as errors do; any other warning
+// becomes "probes[3]: …".
+func prefixWarning(path string, p *Probe, w string) string {
+	if key, _, ok := strings.Cut(w, ": "); ok && key != "" && !strings.ContainsAny(key, " \t") {
+		option := key
+		if i := strings.IndexAny(key, ".["); i >= 0 {
+			option = key[:i]
+		}
+		for k := range p.Options {
+			if strings.EqualFold(k, option) {
+				return path + "." + w
+			}
+		}
 	}
 	return path + ": " + w
 }

@@ -83,14 +83,17 @@ func TestValidListen(t *testing.T) {
 }
 
 func TestPrefixWarning(t *testing.T) {
+	p := &Probe{Options: map[string]any{"tokenEnv": "X", "headers": map[string]any{}}}
 	tests := []struct{ in, want string }{
 		{"tokenEnv: FIGMA_TOKEN is not set", "probes[3].tokenEnv: FIGMA_TOKEN is not set"},
+		{"headers[X-Api-Key]: API_TOKEN is not set", "probes[3].headers[X-Api-Key]: API_TOKEN is not set"},
 		{"headers.Authorization: API_TOKEN is not set", "probes[3].headers.Authorization: API_TOKEN is not set"},
+		{"figma: no token", "probes[3]: figma: no token"},
+		{"header X-Key: not set", "probes[3]: header X-Key: not set"},
 		{"the process node is not running", "probes[3]: the process node is not running"},
-		{"file /run/x is missing: mount it", "probes[3]: file /run/x is missing: mount it"},
 	}
 	for _, tt := range tests {
-		if got := prefixWarning("probes[3]", tt.in); got != tt.want {
+		if got := prefixWarning("probes[3]", p, tt.in); got != tt.want {
 			t.Errorf("prefixWarning(%q) = %q, want %q", tt.in, got, tt.want)
 		}
 	}
