@@ -144,7 +144,9 @@ func serveAgent(t *testing.T, cfg string, env func(string) (string, bool)) *agen
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &agentProc{cancel: cancel, done: make(chan int, 1), logs: &syncBuffer{}}
-	go func() { p.done <- run(ctx, []string{"--config", cfg, "--listen", "127.0.0.1:0"}, io.Discard, p.logs, env) }()
+	go func() {
+		p.done <- run(ctx, []string{"--config", cfg, "--listen", "127.0.0.1:0"}, io.Discard, p.logs, env)
+	}()
 	t.Cleanup(func() { p.stop(t) })
 	deadline := time.Now().Add(20 * time.Second)
 	for {
@@ -259,7 +261,10 @@ probes:
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		code, body := fetch(t, a.base+"/api/health")
-		if code == 200 && jq(t, body, ".data.status") == "ok" {
+		_, detailed := fetch(t, a.base+"/api/health/detailed")
+		// The memory probe reports the app's own heap once the app's legacy JSON has been read.
+		if code == 200 && jq(t, body, ".data.status") == "ok" &&
+			jq(t, detailed, ".data.health.services.memory.heapUsed") == "21MB" {
 			break
 		}
 		if time.Now().After(deadline) {
