@@ -104,7 +104,7 @@ func New(loaded *config.Loaded, opts Options) (*Monitor, error) {
 	}
 	m.breakers = breakers.NewRegistry(m.onBreakerTransition)
 	m.heartbeat.Store(m.startedAt.UnixNano())
-	m.setConfigInfo(loaded, probes.Reload{At: m.startedAt, Success: true})
+	m.setConfigInfo(loaded, probes.Reload{}) // no reload attempted yet
 	checks, err := m.build(loaded, nil)
 	if err != nil {
 		return nil, err
