@@ -14,6 +14,7 @@ import (
 	"regexp"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -21,6 +22,7 @@ import (
 	"github.com/health-agent/health-agent/pkg/config"
 	"github.com/health-agent/health-agent/pkg/monitor"
 	"github.com/health-agent/health-agent/pkg/probes"
+	"github.com/health-agent/health-agent/pkg/reload"
 )
 
 // Exit codes, documented in the README.
@@ -138,6 +140,12 @@ func serve(ctx context.Context, args []string, stderr io.Writer, lookup func(str
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	reloads := make(chan struct{}, 1)
+	requestReload := func() {
+		select {
+		case reloads <- struct{}{}:
+		default: // one is pending already, and it will read the file as it is then
+		}
+	}
 	go func() {
 		for {
 			select {
@@ -146,10 +154,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer, lookup func(str
 			case s := <-sigs:
 				if s == syscall.SIGHUP {
 					log.Info("SIGHUP: reloading config")
-					select {
-					case reloads <- struct{}{}:
-					default:
-					}
+					requestReload()
 					continue
 				}
 				log.Info("signal received, shutting down", "signal", s.String())
@@ -158,7 +163,20 @@ func serve(ctx context.Context, args []string, stderr io.Writer, lookup func(str
 			}
 		}
 	}()
-	if err := a.Run(ctx, reloads); err != nil {
+	// A change of the config file (an edit, a ConfigMap update) reloads it as SIGHUP does.
+	var watching sync.WaitGroup
+	if *cfgPath != "" {
+		watching.Go(func() {
+			opts := reload.Options{Logger: log, InitialSHA256: loaded.SHA256}
+			if err := reload.Watch(ctx, *cfgPath, requestReload, opts); err != nil {
+				log.Error("config file not watched: reload it with SIGHUP", "err", err)
+			}
+		})
+	}
+	err = a.Run(ctx, reloads)
+	cancel()
+	watching.Wait()
+	if err != nil {
 		log.Error("health-agent failed", "err", err)
 		return exitUnhealthy
 	}

@@ -17,6 +17,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -674,8 +675,7 @@ func startAgent(t *testing.T, data []byte, c *corev1.Container) string {
 	if err := os.WriteFile(file, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, agentBin, "--config", file, "--listen", "127.0.0.1:0")
+	cmd := exec.Command(agentBin, "--config", file, "--listen", "127.0.0.1:0")
 	cmd.Env = append(podEnv(c), "FIGMA_API_URL=http://127.0.0.1:9", "BROWSER_CDP_URLS=http://127.0.0.1:9", "MCP_URL=http://127.0.0.1:9/mcp")
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
@@ -686,10 +686,15 @@ func startAgent(t *testing.T, data []byte, c *corev1.Container) string {
 	}
 	addr := make(chan string, 1)
 	logDone := make(chan struct{})
+	var logMu sync.Mutex
+	var logs strings.Builder
 	go func() {
 		defer close(logDone)
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
+			logMu.Lock()
+			logs.WriteString(sc.Text() + "\n")
+			logMu.Unlock()
 			var line struct {
 				Msg  string `json:"msg"`
 				Addr string `json:"addr"`
@@ -701,10 +706,14 @@ func startAgent(t *testing.T, data []byte, c *corev1.Container) string {
 				}
 			}
 		}
-		_, _ = io.Copy(io.Discard, stderr)
 	}()
+	logged := func() string {
+		logMu.Lock()
+		defer logMu.Unlock()
+		return logs.String()
+	}
 	t.Cleanup(func() {
-		cancel() // SIGKILL: this test is about paths, the lifecycle is tested in cmd/agent
+		_ = cmd.Process.Kill() // this test is about paths; the lifecycle is tested in cmd/agent
 		<-logDone
 		_ = cmd.Wait()
 	})
@@ -712,9 +721,9 @@ func startAgent(t *testing.T, data []byte, c *corev1.Container) string {
 	case a := <-addr:
 		return "http://" + a
 	case <-logDone:
-		t.Fatal("the agent exited before serving")
+		t.Fatalf("the agent exited before serving:\n%s", logged())
 	case <-time.After(60 * time.Second):
-		t.Fatal("the agent did not log its address within 60s")
+		t.Fatalf("the agent did not log its address within 60s:\n%s", logged())
 	}
 	return ""
 }
