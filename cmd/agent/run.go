@@ -43,14 +43,15 @@ func agentVersion() string {
 	}
 	if bi, ok := debug.ReadBuildInfo(); ok {
 		v := bi.Main.Version
+		if v == "(devel)" || v == "" {
+			v = "dev"
+		}
 		for _, s := range bi.Settings {
 			if s.Key == "vcs.revision" && len(s.Value) >= 12 {
 				return v + "+" + s.Value[:12]
 			}
 		}
-		if v != "" {
-			return v
-		}
+		return v
 	}
 	return "dev"
 }

@@ -21,11 +21,11 @@ import (
 	"text/template"
 	"time"
 
-	"github.com/goccy/go-yaml"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/health-agent/health-agent/pkg/agent"
 	"github.com/health-agent/health-agent/pkg/breakers"
@@ -425,7 +425,9 @@ func checkRules(t *testing.T, fams map[string]*dto.MetricFamily) {
 		t.Fatal(err)
 	}
 	var f ruleFile
-	if err := yaml.UnmarshalWithOptions(raw, &f, yaml.Strict()); err != nil {
+	dec := yaml.NewDecoder(bytes.NewReader(raw))
+	dec.KnownFields(true)
+	if err := dec.Decode(&f); err != nil {
 		t.Fatalf("prometheus-rules.yaml: %v", err)
 	}
 	if len(f.Groups) == 0 {

@@ -14,16 +14,17 @@ import (
 
 // namedCheck is one line of a kube-apiserver style health endpoint.
 type namedCheck struct {
-	name   string
-	ok     bool
-	detail string // why it failed, or a note on a passing non-critical check
+	name string
+	ok   bool
+	why  string // why it fails
+	note string // a remark on a passing check (a non-critical probe that is not healthy)
 }
 
 // livez checks the agent itself, never a dependency: a failing dependency must not restart the agent.
 func (h *handler) livez(c *gin.Context) {
 	h.kube(c, "livez", []namedCheck{
 		{name: "ping", ok: true},
-		{name: "probe-loop", ok: h.src.Alive(h.opts.Now()), detail: "the probe scheduler has stopped ticking"},
+		{name: "probe-loop", ok: h.src.Alive(h.opts.Now()), why: "the probe scheduler has stopped ticking"},
 	})
 }
 
@@ -31,17 +32,16 @@ func (h *handler) livez(c *gin.Context) {
 func (h *handler) readyz(c *gin.Context) {
 	s := h.src.Snapshot()
 	checks := make([]namedCheck, 0, len(s.Checks)+1)
-	checks = append(checks, namedCheck{name: "shutdown", ok: !s.ShuttingDown, detail: "shutting down"})
+	checks = append(checks, namedCheck{name: "shutdown", ok: !s.ShuttingDown, why: "shutting down"})
 	single := c.Param("check")
 	for i := range s.Checks {
 		v := &s.Checks[i]
-		nc := namedCheck{name: v.Name, ok: v.Ready(), detail: describe(v)}
-		if single == v.Name {
+		nc := namedCheck{name: v.Name, ok: v.Ready(), why: describe(v)}
+		switch {
+		case single == v.Name:
 			nc.ok = v.OK() // asked for by name: its own verdict, critical or not
-		} else if !v.Critical && !v.OK() {
-			nc.detail = "non-critical, " + describe(v)
-		} else if nc.ok {
-			nc.detail = ""
+		case !v.Critical && !v.OK():
+			nc.note = "non-critical, " + describe(v)
 		}
 		checks = append(checks, nc)
 	}
@@ -55,7 +55,7 @@ func (h *handler) startupz(c *gin.Context) {
 	for i := range s.Checks {
 		v := &s.Checks[i]
 		if v.Critical || c.Param("check") == v.Name {
-			checks = append(checks, namedCheck{name: v.Name, ok: v.EverHealthy, detail: "never healthy yet: " + describe(v)})
+			checks = append(checks, namedCheck{name: v.Name, ok: v.EverHealthy, why: "never healthy yet: " + describe(v)})
 		}
 	}
 	h.kube(c, "startupz", checks)
@@ -94,13 +94,13 @@ func (h *handler) kube(c *gin.Context, endpoint string, checks []namedCheck) {
 			continue
 		}
 		switch {
-		case nc.ok && nc.detail != "":
-			fmt.Fprintf(&b, "[+]%s ok (%s)\n", nc.name, oneLine(nc.detail))
+		case nc.ok && nc.note != "":
+			fmt.Fprintf(&b, "[+]%s ok (%s)\n", nc.name, oneLine(nc.note))
 		case nc.ok:
 			fmt.Fprintf(&b, "[+]%s ok\n", nc.name)
 		default:
 			pass = false
-			fmt.Fprintf(&b, "[-]%s failed: %s\n", nc.name, oneLine(nc.detail))
+			fmt.Fprintf(&b, "[-]%s failed: %s\n", nc.name, oneLine(nc.why))
 		}
 	}
 	var unknown []string

@@ -4,9 +4,13 @@
 package breakers
 
 import (
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
 	"time"
 
-	"github.com/failsafe-go/failsafe-go/bulkhead"
+	"github.com/failsafe-go/failsafe-go/circuitbreaker"
 
 	"github.com/health-agent/health-agent/pkg/config"
 	"github.com/health-agent/health-agent/pkg/probes"
@@ -18,6 +22,16 @@ const (
 	Open     = "OPEN"
 	HalfOpen = "HALF_OPEN"
 )
+
+// Execution outcomes as a breaker saw them.
+const (
+	OutcomeSuccess  = "success"
+	OutcomeFailure  = "failure"
+	OutcomeRejected = "rejected" // the breaker was open: the dependency was not touched
+)
+
+// HistorySize is how many executions a breaker remembers.
+const HistorySize = 20
 
 // Transition is one breaker state change.
 type Transition struct {
@@ -54,42 +68,316 @@ type Stats struct {
 	History         []Execution // the last 20 executions, oldest first
 }
 
+// RejectedError is the error of an execution the breaker rejected without touching the dependency.
+// It wraps circuitbreaker.ErrOpen.
+type RejectedError struct {
+	Breaker string
+	// RetryIn is how long the breaker stays open; 0 when the retry is due (the next execution is a trial).
+	RetryIn time.Duration
+	// HalfOpen: the breaker is half-open and every trial permit is taken by executions in flight.
+	HalfOpen bool
+}
+
+func (e *RejectedError) Error() string {
+	switch {
+	case e.HalfOpen:
+		return fmt.Sprintf("circuit breaker %q half-open, trial in progress", e.Breaker)
+	case e.RetryIn > 0:
+		return fmt.Sprintf("circuit breaker %q open, retry in %s", e.Breaker, roundUp(e.RetryIn))
+	default:
+		return fmt.Sprintf("circuit breaker %q open, retry due", e.Breaker)
+	}
+}
+
+// Unwrap makes errors.Is(err, circuitbreaker.ErrOpen) hold.
+func (e *RejectedError) Unwrap() error { return circuitbreaker.ErrOpen }
+
+// roundUp rounds d up to whole seconds (whole milliseconds under a second), so "retry in" never says 0s.
+func roundUp(d time.Duration) time.Duration {
+	unit := time.Second
+	if d < time.Second {
+		unit = time.Millisecond
+	}
+	return (d + unit - 1).Truncate(unit)
+}
+
 // Breaker is a named circuit breaker shared by the probes that name it.
-type Breaker struct{}
+//
+// Lock order: Registry.mu, then Breaker.mu, then failsafe's own lock. Nothing that can make the failsafe
+// breaker change state (TryAcquirePermit, Record*) is called with Breaker.mu held, because failsafe calls
+// the state listener synchronously from inside those calls and the listener takes Breaker.mu.
+type Breaker struct {
+	name         string
+	onTransition func(Transition)
+
+	mu sync.Mutex
+	// gen identifies the current circuit: a reset installs a new one, and events from executions still
+	// running against the old one must not touch the new one's history or counters.
+	gen         uint64
+	policy      config.BreakerPolicy
+	cb          circuitbreaker.CircuitBreaker[probes.Result]
+	probes      []string
+	history     ring
+	transitions uint64
+	lastChange  time.Time
+}
+
+func newBreaker(name string, pol config.BreakerPolicy, onTransition func(Transition)) *Breaker {
+	b := &Breaker{name: name, onTransition: onTransition}
+	b.reset(pol)
+	return b
+}
 
 // Name returns the breaker's name.
-func (b *Breaker) Name() string { panic("todo") }
+func (b *Breaker) Name() string { return b.name }
 
 // Stats returns a copy of the breaker's current state.
-func (b *Breaker) Stats() Stats { panic("todo") }
+func (b *Breaker) Stats() Stats {
+	b.mu.Lock()
+	cb := b.cb
+	s := Stats{
+		Name:            b.name,
+		LastStateChange: b.lastChange,
+		Transitions:     b.transitions,
+		Probes:          slices.Clone(b.probes),
+		History:         b.history.list(),
+	}
+	b.mu.Unlock()
+	if s.Probes == nil {
+		s.Probes = []string{}
+	}
+
+	// failsafe-go leaves an open breaker open until the next execution asks for a permit; report that
+	// honestly as OPEN with the retry due rather than pretending it is half-open.
+	state := cb.State()
+	s.State = stateName(state)
+	s.RemainingDelay = cb.RemainingDelay()
+	s.RetryDue = state == circuitbreaker.OpenState && s.RemainingDelay == 0
+	m := cb.Metrics()
+	s.Executions = m.Executions()
+	s.Failures = m.Failures()
+	s.Successes = m.Successes()
+	s.FailureRate = m.FailureRate() * 100
+	s.SuccessRate = m.SuccessRate() * 100
+	return s
+}
+
+// circuit returns the current failsafe breaker and its generation.
+func (b *Breaker) circuit() (circuitbreaker.CircuitBreaker[probes.Result], uint64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.cb, b.gen
+}
+
+func (b *Breaker) currentPolicy() config.BreakerPolicy {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.policy
+}
+
+func (b *Breaker) setProbes(names []string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.probes = names
+}
+
+// reset installs a new closed circuit built from pol, forgetting counts, history and transitions.
+// It returns the state the old circuit was in ("" when there was none).
+func (b *Breaker) reset(pol config.BreakerPolicy) (was string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.cb != nil {
+		was = stateName(b.cb.State())
+	}
+	b.gen++
+	gen := b.gen
+	b.cb = newCircuit(pol, func(e circuitbreaker.StateChangedEvent) { b.changed(gen, e) })
+	b.policy = pol
+	b.history = ring{}
+	b.transitions = 0
+	b.lastChange = time.Time{}
+	return was
+}
+
+// changed is failsafe's state listener. failsafe calls it synchronously from inside an execution, with
+// its own lock released; the callback runs without any of our locks.
+func (b *Breaker) changed(gen uint64, e circuitbreaker.StateChangedEvent) {
+	now := time.Now()
+	b.mu.Lock()
+	if gen != b.gen {
+		b.mu.Unlock()
+		return
+	}
+	b.transitions++
+	b.lastChange = now
+	b.mu.Unlock()
+	if b.onTransition != nil {
+		b.onTransition(Transition{Breaker: b.name, From: stateName(e.OldState), To: stateName(e.NewState), At: now})
+	}
+}
+
+// record appends e to the history of circuit gen (dropped when the breaker was reset since).
+func (b *Breaker) record(gen uint64, e Execution) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if gen == b.gen {
+		b.history.add(e)
+	}
+}
+
+// rejection describes why cb refused a permit.
+func (b *Breaker) rejection(cb circuitbreaker.CircuitBreaker[probes.Result]) *RejectedError {
+	if cb.IsHalfOpen() {
+		return &RejectedError{Breaker: b.name, HalfOpen: true}
+	}
+	return &RejectedError{Breaker: b.name, RetryIn: cb.RemainingDelay()}
+}
+
+// newCircuit builds a count-based failsafe breaker from pol. Out-of-range values (which config
+// validation rejects) are clamped so that the breaker can still open and close.
+func newCircuit(pol config.BreakerPolicy, onChange func(circuitbreaker.StateChangedEvent)) circuitbreaker.CircuitBreaker[probes.Result] {
+	threshold := max(pol.FailureThreshold, 1)
+	window := max(pol.Window, threshold)
+	// No HandleIf: the breaker is driven with RecordSuccess/RecordFailure (see Guard), so its failure
+	// conditions are never consulted.
+	return circuitbreaker.NewBuilder[probes.Result]().
+		WithFailureThresholdRatio(uint(threshold), uint(window)).
+		WithDelay(max(pol.Delay, 0)).
+		WithSuccessThreshold(uint(max(pol.SuccessThreshold, 1))).
+		OnStateChanged(onChange).
+		Build()
+}
+
+func stateName(s circuitbreaker.State) string {
+	switch s {
+	case circuitbreaker.OpenState:
+		return Open
+	case circuitbreaker.HalfOpenState:
+		return HalfOpen
+	default:
+		return Closed
+	}
+}
+
+// ring is the last HistorySize executions.
+type ring struct {
+	buf  [HistorySize]Execution
+	next int // where the next execution goes
+	n    int
+}
+
+func (r *ring) add(e Execution) {
+	r.buf[r.next] = e
+	r.next = (r.next + 1) % HistorySize
+	r.n = min(r.n+1, HistorySize)
+}
+
+// list returns the executions oldest first.
+func (r *ring) list() []Execution {
+	out := make([]Execution, 0, r.n)
+	start := (r.next - r.n + HistorySize) % HistorySize
+	for i := range r.n {
+		out = append(out, r.buf[(start+i)%HistorySize])
+	}
+	return out
+}
 
 // Registry holds the breakers by name. Safe for concurrent use.
-type Registry struct{}
+type Registry struct {
+	onTransition func(Transition)
+
+	mu       sync.RWMutex
+	breakers map[string]*Breaker
+}
 
 // NewRegistry returns an empty registry. onTransition (may be nil) is called, synchronously and without
 // the registry's lock held, for each state change of any breaker.
-func NewRegistry(onTransition func(Transition)) *Registry { panic("todo") }
+//
+// failsafe-go changes a breaker's state from inside an execution, so onTransition runs on the goroutine
+// of the probe whose execution caused the change: it must be quick and must not run that probe.
+func NewRegistry(onTransition func(Transition)) *Registry {
+	return &Registry{onTransition: onTransition, breakers: map[string]*Breaker{}}
+}
 
 // Sync makes the registry hold exactly the breakers that cfg's non-local probes name. A breaker whose
 // policy did not change keeps its state and history; one whose policy changed is rebuilt (closed);
 // one no longer named is dropped. Its probe lists are updated.
-func (r *Registry) Sync(cfg *config.Config) { panic("todo") }
+//
+// A breaker shared by several probes takes its policy from the first of them in config order. A rebuilt
+// breaker is reset in place, so probes already guarded by it see the new policy at once; if it was not
+// closed, onTransition reports the change to CLOSED.
+func (r *Registry) Sync(cfg *config.Config) {
+	type wanted struct {
+		policy config.BreakerPolicy
+		probes []string
+	}
+	want := map[string]*wanted{}
+	if cfg != nil {
+		for i := range cfg.Probes {
+			p := &cfg.Probes[i]
+			if p.Local {
+				continue
+			}
+			w, ok := want[p.Breaker()]
+			if !ok {
+				w = &wanted{policy: p.Policy.Breaker}
+				want[p.Breaker()] = w
+			}
+			w.probes = append(w.probes, p.Name)
+		}
+	}
+
+	var resets []Transition
+	r.mu.Lock()
+	for name := range r.breakers {
+		if _, ok := want[name]; !ok {
+			delete(r.breakers, name)
+		}
+	}
+	for name, w := range want {
+		slices.Sort(w.probes)
+		b, ok := r.breakers[name]
+		switch {
+		case !ok:
+			b = newBreaker(name, w.policy, r.onTransition)
+			r.breakers[name] = b
+		case b.currentPolicy() != w.policy:
+			if was := b.reset(w.policy); was != Closed {
+				resets = append(resets, Transition{Breaker: name, From: was, To: Closed, At: time.Now()})
+			}
+		}
+		b.setProbes(slices.Compact(w.probes))
+	}
+	r.mu.Unlock()
+
+	if r.onTransition != nil {
+		slices.SortFunc(resets, func(a, b Transition) int { return strings.Compare(a.Breaker, b.Breaker) })
+		for _, t := range resets {
+			r.onTransition(t)
+		}
+	}
+}
 
 // Get returns the named breaker, or nil.
-func (r *Registry) Get(name string) *Breaker { panic("todo") }
+func (r *Registry) Get(name string) *Breaker {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.breakers[name]
+}
 
 // Stats returns every breaker's stats, sorted by name.
-func (r *Registry) Stats() []Stats { panic("todo") }
+func (r *Registry) Stats() []Stats {
+	r.mu.RLock()
+	list := make([]*Breaker, 0, len(r.breakers))
+	for _, b := range r.breakers {
+		list = append(list, b)
+	}
+	r.mu.RUnlock()
 
-// NewBulkhead returns the global bulkhead bounding concurrent probe executions.
-func NewBulkhead(maxConcurrent int) bulkhead.Bulkhead[probes.Result] { panic("todo") }
-
-// Guard wraps p in its policies, outermost first: bulkhead (may be nil) → retry (exponential backoff
-// with jitter; aborts when the breaker is open or the rate limit is hit) → rate limiter (when
-// pol.RateLimit is set) → breaker (nil for local probes) → timeout per attempt (pol.Timeout).
-// Local probes (br == nil) get only the bulkhead and the timeout.
-// The returned probe's error says, when the breaker rejected the execution, that it is open and when
-// it will try again (wrapping circuitbreaker.ErrOpen). Every execution is recorded in br's history.
-func Guard(p probes.Probe, pol config.Policy, br *Breaker, bh bulkhead.Bulkhead[probes.Result]) probes.Probe {
-	panic("todo")
+	out := make([]Stats, 0, len(list))
+	for _, b := range list {
+		out = append(out, b.Stats())
+	}
+	slices.SortFunc(out, func(a, b Stats) int { return strings.Compare(a.Name, b.Name) })
+	return out
 }

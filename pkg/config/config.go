@@ -85,6 +85,10 @@ type Probe struct {
 	Options map[string]any `mapstructure:",remain"`
 	// Local is set by validation for kinds that check the agent itself (no breaker, retry or rate limit).
 	Local bool `mapstructure:"-"`
+	// inherited holds the policy keys the probe took from `defaults` ("interval", "retry.backoff", or
+	// "retry" when it set no retry at all), so a bad default is reported once, at `defaults`. Nil for a
+	// Probe built in code: everything is its own.
+	inherited map[string]bool
 }
 
 // Breaker returns the name of the breaker guarding p.

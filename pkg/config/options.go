@@ -47,17 +47,45 @@ func decodeErrors(err error) error {
 		return nil
 	}
 	var out []error
-	for _, e := range Flatten(err) {
+	for _, e := range decodeLeaves(err) {
 		out = append(out, decodeError(e))
 	}
 	return errors.Join(out...)
+}
+
+// decodeLeaves returns mapstructure's errors one by one. It wraps them all in a single
+// fmt.Errorf("decoding failed …: %w", errors.Join(…)), which Flatten alone would keep as one.
+func decodeLeaves(err error) []error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := err.(*mapstructure.DecodeError); ok {
+		return []error{err}
+	}
+	switch x := err.(type) {
+	case interface{ Unwrap() []error }:
+		var out []error
+		for _, e := range x.Unwrap() {
+			out = append(out, decodeLeaves(e)...)
+		}
+		return out
+	case interface{ Unwrap() error }:
+		if inner := x.Unwrap(); inner != nil {
+			return decodeLeaves(inner)
+		}
+	}
+	return []error{err}
 }
 
 func decodeError(e error) error {
 	msg := e.Error()
 	var fe *mapstructure.DecodeError
 	if errors.As(e, &fe) {
-		return &FieldError{Path: fe.Name(), Msg: fe.Unwrap().Error()}
+		msg := fe.Unwrap().Error()
+		if keys, ok := strings.CutPrefix(msg, "has invalid keys: "); ok {
+			msg = "unknown key(s): " + keys
+		}
+		return &FieldError{Path: fe.Name(), Msg: msg}
 	}
 	if rest, ok := strings.CutPrefix(msg, "'' has invalid keys: "); ok {
 		return &FieldError{Msg: "unknown key(s): " + rest}

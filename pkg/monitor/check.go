@@ -24,7 +24,6 @@ type check struct {
 	status               probes.Status // the verdict after hysteresis (never Unknown-for-staleness: that is a view)
 	reason               string
 	fields               map[string]any
-	body                 json.RawMessage
 	duration             time.Duration
 	executions           uint64
 	lastChecked          time.Time
@@ -73,17 +72,6 @@ func fingerprint(def config.Probe) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// adopt carries the verdict and counters of a previous check with the same definition.
-func (c *check) adopt(old *check) {
-	c.status, c.reason, c.fields, c.body = old.status, old.reason, old.fields, old.body
-	c.duration, c.executions = old.duration, old.executions
-	c.lastChecked, c.lastSuccess, c.lastTransition = old.lastChecked, old.lastSuccess, old.lastTransition
-	c.notBefore = old.notBefore
-	c.consecutiveFailures, c.consecutiveSuccesses = old.consecutiveFailures, old.consecutiveSuccesses
-	c.everHealthy, c.blockedBy, c.transitions = old.everHealthy, old.blockedBy, old.transitions
-	c.timeline, c.timelineN = old.timeline, old.timelineN
-}
-
 // record applies one execution's outcome with hysteresis. It reports whether the verdict changed.
 //
 // A probe with no verdict yet (unknown or blocked) takes the first outcome as it is. After that it turns
@@ -97,9 +85,6 @@ func (c *check) record(now time.Time, res probes.Result, err error, dur time.Dur
 	c.fields = res.Fields
 	if res.RetryAfter > 0 {
 		c.notBefore = now.Add(res.RetryAfter)
-	}
-	if res.Body != nil {
-		c.body = res.Body
 	}
 	prev := c.status
 	noVerdict := prev == probes.Unknown || prev == probes.Blocked

@@ -74,6 +74,7 @@ type Monitor struct {
 
 	reloads chan reloadRequest
 	running atomic.Bool
+	stopped chan struct{} // closed when Run returns
 }
 
 type reloadRequest struct {
@@ -99,10 +100,11 @@ func New(loaded *config.Loaded, opts Options) (*Monitor, error) {
 		startedAt: time.Now(),
 		checks:    map[string]*check{},
 		reloads:   make(chan reloadRequest),
+		stopped:   make(chan struct{}),
 	}
 	m.breakers = breakers.NewRegistry(m.onBreakerTransition)
 	m.heartbeat.Store(m.startedAt.UnixNano())
-	m.setConfigInfo(loaded, probes.Reload{At: m.startedAt, Success: true})
+	m.setConfigInfo(loaded, probes.Reload{}) // no reload attempted yet
 	checks, err := m.build(loaded, nil)
 	if err != nil {
 		return nil, err
@@ -148,14 +150,13 @@ func (m *Monitor) ReloadFailed(err error) {
 
 // Reload replaces the running config with loaded (already validated). Probes whose definition did not
 // change keep their state, runner and breaker; the others are stopped and started anew. It waits until
-// the Run loop has applied it.
+// the Run loop has applied it (a Reload before Run starts waits for it).
 func (m *Monitor) Reload(ctx context.Context, loaded *config.Loaded) error {
-	if !m.running.Load() {
-		return ErrNotRunning
-	}
 	req := reloadRequest{loaded: loaded, done: make(chan error, 1)}
 	select {
 	case m.reloads <- req:
+	case <-m.stopped:
+		return ErrNotRunning
 	case <-ctx.Done():
 		return ctx.Err()
 	}
@@ -177,9 +178,15 @@ type runner struct {
 // execution waits for those it depends on (topological order); then each runs on its own interval with
 // jitter.
 func (m *Monitor) Run(ctx context.Context) error {
+	select {
+	case <-m.stopped:
+		return errors.New("monitor already stopped: it runs once")
+	default:
+	}
 	if !m.running.CompareAndSwap(false, true) {
 		return errors.New("monitor already running")
 	}
+	defer close(m.stopped)
 	defer m.running.Store(false)
 	runners := map[*check]*runner{}
 	start := func(c *check, first bool) {
@@ -314,7 +321,9 @@ func (m *Monitor) execute(ctx context.Context, c *check) {
 	m.mu.Lock()
 	prev := c.status
 	changed := c.record(now, res, err, dur)
-	if c.def.Legacy && res.Body != nil {
+	if c.def.Legacy {
+		// The latest execution's body, or none: a body from an earlier execution would pass a dead
+		// app off as alive.
 		body := res.Body
 		m.legacyBody.Store(&body)
 	}
@@ -480,9 +489,7 @@ func (m *Monitor) publishLocked(now time.Time) {
 	s.Overall = overall(s.Checks)
 	var legacy json.RawMessage
 	if m.legacyName != "" {
-		if b := m.legacyBody.Load(); b != nil {
-			legacy = *b
-		}
+		legacy = m.LegacyBody()
 	}
 	if err := s.prepare(legacy, m.legacyName); err != nil {
 		// Kind fields that cannot be rendered are a bug in a kind; keep serving the last good snapshot.
@@ -563,6 +570,9 @@ func (m *Monitor) apply(loaded *config.Loaded, start func(*check, bool), stop fu
 	checks, err := m.build(loaded, old)
 	if err != nil {
 		m.setConfigInfo(m.currentLoaded(), probes.Reload{At: time.Now(), Error: err.Error()})
+		m.mu.Lock()
+		m.publishLocked(time.Now())
+		m.mu.Unlock()
 		return err
 	}
 	var gone []*check

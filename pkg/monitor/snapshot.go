@@ -198,7 +198,7 @@ func (s *Snapshot) prepare(legacy json.RawMessage, legacyName string) error {
 			"dependencies": deps,
 		},
 		"circuitBreakers": bsum,
-		"config":          s.Config,
+		"config":          configJSON(s.Config),
 		"shuttingDown":    s.ShuttingDown,
 	}
 	if s.DetailedData, err = json.Marshal(detailed); err != nil {
@@ -217,6 +217,15 @@ func (s *Snapshot) prepare(legacy json.RawMessage, legacyName string) error {
 		return fmt.Errorf("render /api/health/circuit-breakers: %w", err)
 	}
 	return nil
+}
+
+// configJSON is data.config: lastReload is null until a reload has been attempted.
+func configJSON(ci probes.ConfigInfo) map[string]any {
+	out := map[string]any{"source": ci.Source, "sha256": ci.SHA256, "loadedAt": ci.LoadedAt, "lastReload": nil}
+	if ci.LastReload != (probes.Reload{}) {
+		out["lastReload"] = ci.LastReload
+	}
+	return out
 }
 
 func legacyError(s *Snapshot, name string) string {

@@ -1,6 +1,330 @@
 package probes
 
-import "errors"
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
 
-// newFigma is a placeholder until the figma kind lands.
-func newFigma(spec Spec) (Probe, error) { return nil, errors.New("kind figma: not implemented yet") }
+	"github.com/health-agent/health-agent/pkg/config"
+)
+
+const (
+	figmaDefaultURL = "https://api.figma.com"
+	// figmaMaxBody bounds what the probe reads of a response (/v1/me is a few hundred bytes) and of a
+	// token file.
+	figmaMaxBody = 64 << 10
+	// figmaDefaultRetryAfter applies when a 429 carries no usable Retry-After.
+	figmaDefaultRetryAfter = 60 * time.Second
+	// figmaMaxRetryAfter caps what a 429 can ask for, so a bogus header cannot park the probe for days.
+	figmaMaxRetryAfter = time.Hour
+)
+
+// ErrFigmaTokenRejected means Figma answered 401 or 403 to /v1/me: the token is invalid, expired or
+// revoked.
+var ErrFigmaTokenRejected = errors.New("token rejected")
+
+// figmaOptions are the options of the figma kind.
+type figmaOptions struct {
+	URL       string `mapstructure:"url"`
+	Auth      string `mapstructure:"auth"`
+	TokenEnv  string `mapstructure:"tokenEnv"`
+	TokenFile string `mapstructure:"tokenFile"`
+}
+
+// figmaProbe asks Figma who the token belongs to (GET /v1/me): the cheapest call that proves the API is
+// up and the token is accepted.
+type figmaProbe struct {
+	endpoint  string // {url}/v1/me
+	insecure  bool   // plain http to a host that is not loopback
+	oauth     bool
+	tokenEnv  string
+	tokenFile string
+	lookup    func(string) (string, bool)
+	client    *http.Client
+	now       func() time.Time
+}
+
+func newFigma(spec Spec) (Probe, error) {
+	o := figmaOptions{URL: figmaDefaultURL, Auth: "personal", TokenEnv: "FIGMA_TOKEN"}
+	if err := config.DecodeOptions(spec.Options, &o); err != nil {
+		return nil, err
+	}
+	var errs []error
+	var endpoint string
+	var insecure bool
+	u, err := url.Parse(o.URL)
+	switch {
+	case o.URL == "":
+		errs = append(errs, config.Errorf("url", "must not be empty (default %s)", figmaDefaultURL))
+	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+		errs = append(errs, config.Errorf("url", "must be an absolute http or https URL, got %q", o.URL))
+	case u.User != nil:
+		errs = append(errs, config.Errorf("url", "must not carry credentials (user:password@)"))
+	case u.RawQuery != "" || u.Fragment != "":
+		errs = append(errs, config.Errorf("url", "must be a base URL without query or fragment, got %q", o.URL))
+	default:
+		endpoint = u.JoinPath("v1", "me").String()
+		insecure = u.Scheme == "http" && !figmaIsLoopback(u.Hostname())
+	}
+	switch o.Auth {
+	case "personal", "oauth":
+	default:
+		errs = append(errs, config.Errorf("auth", "must be personal (X-Figma-Token) or oauth (Authorization: Bearer), got %q", o.Auth))
+	}
+	if o.TokenEnv == "" && o.TokenFile == "" {
+		errs = append(errs, config.Errorf("tokenEnv", "set tokenEnv or tokenFile: the token is never written in the config"))
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	lookup := spec.Env.LookupEnv
+	if lookup == nil {
+		lookup = os.LookupEnv
+	}
+	var tr http.RoundTripper = &http.Transport{Proxy: http.ProxyFromEnvironment}
+	if dt, ok := http.DefaultTransport.(*http.Transport); ok {
+		c := dt.Clone()
+		// One call every few minutes: a kept-alive connection would only idle, and hold goroutines.
+		c.DisableKeepAlives = true
+		tr = c
+	}
+	return &figmaProbe{
+		endpoint:  endpoint,
+		insecure:  insecure,
+		oauth:     o.Auth == "oauth",
+		tokenEnv:  o.TokenEnv,
+		tokenFile: o.TokenFile,
+		lookup:    lookup,
+		client: &http.Client{
+			Transport: tr,
+			// Never follow a redirect: X-Figma-Token is not stripped on a cross-host redirect.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
+		now: time.Now,
+	}, nil
+}
+
+func figmaIsLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// Warnings reports a token that is not there yet and a token that would travel in clear.
+func (p *figmaProbe) Warnings() []string {
+	var out []string
+	if _, _, err := p.token(); err != nil {
+		out = append(out, fmt.Sprintf("figma: %v; the probe reports unhealthy until it is", err))
+	}
+	if p.insecure {
+		out = append(out, "figma: url is plain http to a remote host: the token would travel unencrypted")
+	}
+	return out
+}
+
+// token reads the token now, so a rotated or late-mounted Secret is picked up: the variable first, the
+// file when the variable is unset or empty. source names where it came from, never what it is.
+func (p *figmaProbe) token() (token, source string, err error) {
+	if p.tokenEnv != "" {
+		if v, ok := p.lookup(p.tokenEnv); ok && strings.TrimSpace(v) != "" {
+			return p.checkToken(strings.TrimSpace(v), "env "+p.tokenEnv)
+		}
+	}
+	if p.tokenFile == "" {
+		return "", "", fmt.Errorf("%w: no Figma token: set the environment variable %s", config.ErrSecretAbsent, p.tokenEnv)
+	}
+	want := "mount the Secret at " + p.tokenFile
+	if p.tokenEnv != "" {
+		want = "set the environment variable " + p.tokenEnv + " or " + want
+	}
+	f, err := os.Open(p.tokenFile)
+	if errors.Is(err, os.ErrNotExist) {
+		return "", "", fmt.Errorf("%w: no Figma token: %s", config.ErrSecretAbsent, want)
+	}
+	if err != nil {
+		return "", "", fmt.Errorf("read Figma token file %s: %w", p.tokenFile, errors.Unwrap(err))
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, figmaMaxBody+1))
+	switch {
+	case err != nil:
+		return "", "", fmt.Errorf("read Figma token file %s: %w", p.tokenFile, err)
+	case len(b) > figmaMaxBody:
+		return "", "", fmt.Errorf("Figma token file %s is larger than %d KiB: not a token", p.tokenFile, figmaMaxBody>>10)
+	}
+	t := strings.TrimSpace(string(b))
+	if t == "" {
+		return "", "", fmt.Errorf("%w: no Figma token: the file %s is empty (%s)", config.ErrSecretAbsent, p.tokenFile, want)
+	}
+	return p.checkToken(t, "file "+p.tokenFile)
+}
+
+// checkToken rejects what cannot be sent as a header value, naming the source, not the value (net/http
+// would otherwise fail with a less helpful error).
+func (p *figmaProbe) checkToken(t, source string) (string, string, error) {
+	if strings.ContainsFunc(t, func(r rune) bool { return r < ' ' || r == 0x7f }) {
+		return "", "", fmt.Errorf("the Figma token from %s contains control characters", source)
+	}
+	return t, source, nil
+}
+
+// figmaMe is the part of Figma's /v1/me answer the probe reads. The email is deliberately not read.
+type figmaMe struct {
+	Handle string `json:"handle"`
+}
+
+// Check calls GET /v1/me. 200 is healthy, 429 degraded (the API is up, the budget is spent), 401/403
+// mean the token is rejected, anything else is a failure.
+func (p *figmaProbe) Check(ctx context.Context) (Result, error) {
+	fields := map[string]any{"rateLimited": false, "retryAfterSeconds": 0}
+	res := Result{Status: Healthy, Fields: fields}
+	token, source, err := p.token()
+	if err != nil {
+		return res, fmt.Errorf("figma: %w", err)
+	}
+	fields["tokenSource"] = source
+
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.endpoint, nil)
+	if err != nil {
+		return res, fmt.Errorf("figma: %w", err)
+	}
+	if p.oauth {
+		req.Header.Set("Authorization", "Bearer "+token)
+	} else {
+		req.Header.Set("X-Figma-Token", token)
+	}
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", "health-agent")
+	resp, err := p.client.Do(req)
+	if err != nil {
+		return res, figmaRedact(fmt.Errorf("figma: GET /v1/me: %w", err), token)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, figmaMaxBody+1))
+	if err != nil {
+		return res, figmaRedact(fmt.Errorf("figma: GET /v1/me: reading the answer: %w", err), token)
+	}
+	fields["statusCode"] = resp.StatusCode
+
+	switch code := resp.StatusCode; {
+	case code == http.StatusOK:
+		var me figmaMe
+		if len(body) > figmaMaxBody {
+			return res, fmt.Errorf("figma: GET /v1/me: answer larger than %d KiB", figmaMaxBody>>10)
+		}
+		if err := json.Unmarshal(body, &me); err != nil {
+			return res, figmaRedact(fmt.Errorf("figma: GET /v1/me: malformed JSON: %w", err), token)
+		}
+		if me.Handle == "" {
+			return res, errors.New("figma: GET /v1/me: answer has no user handle: not the Figma API?")
+		}
+		fields["handle"] = me.Handle
+		return res, nil
+	case code == http.StatusUnauthorized || code == http.StatusForbidden:
+		detail := figmaErrorDetail(body)
+		if detail != "" {
+			detail = ": " + detail
+		}
+		return res, figmaRedact(fmt.Errorf("figma: %w (HTTP %d): check the token from %s%s", ErrFigmaTokenRejected, code, source, detail), token)
+	case code == http.StatusTooManyRequests:
+		wait := figmaRetryAfter(resp.Header.Get("Retry-After"), p.now())
+		limitType := figmaHeaderWord(resp.Header.Get("X-Figma-Rate-Limit-Type"))
+		fields["rateLimited"] = true
+		fields["retryAfterSeconds"] = int(wait / time.Second)
+		fields["rateLimitType"] = limitType
+		if tier := figmaHeaderWord(resp.Header.Get("X-Figma-Plan-Tier")); tier != "" {
+			fields["planTier"] = tier
+		}
+		res.Status = Degraded
+		res.RetryAfter = wait
+		res.Reason = "rate limited, retry after " + wait.String()
+		if limitType != "" {
+			res.Reason = fmt.Sprintf("rate limited (%s), retry after %s", limitType, wait)
+		}
+		return res, nil
+	case code >= 500:
+		return res, fmt.Errorf("figma: GET /v1/me: status %d %s", code, http.StatusText(code))
+	default:
+		return res, fmt.Errorf("figma: GET /v1/me: unexpected status %d %s", code, http.StatusText(code))
+	}
+}
+
+// figmaErrorDetail extracts Figma's own error text ({"status":403,"err":"Invalid token"}), short and
+// printable, or "".
+func figmaErrorDetail(body []byte) string {
+	var e struct {
+		Err     string `json:"err"`
+		Message string `json:"message"`
+	}
+	if json.Unmarshal(body, &e) != nil {
+		return ""
+	}
+	s := e.Err
+	if s == "" {
+		s = e.Message
+	}
+	s = strings.Map(func(r rune) rune {
+		if r < ' ' || r == 0x7f {
+			return -1
+		}
+		return r
+	}, s)
+	if len(s) > 200 {
+		s = s[:200] + "…"
+	}
+	return s
+}
+
+// figmaRetryAfter reads Retry-After: delay-seconds (what Figma sends) or an HTTP date. Missing or
+// unusable values give the default; the result is within [1s, figmaMaxRetryAfter].
+func figmaRetryAfter(h string, now time.Time) time.Duration {
+	h = strings.TrimSpace(h)
+	d := figmaDefaultRetryAfter
+	if secs, err := strconv.ParseInt(h, 10, 64); err == nil {
+		if secs >= 0 {
+			d = time.Duration(min(secs, int64(figmaMaxRetryAfter/time.Second))) * time.Second
+		}
+	} else if at, err := http.ParseTime(h); err == nil {
+		d = at.Sub(now)
+	}
+	return min(max(d, time.Second), figmaMaxRetryAfter)
+}
+
+// figmaHeaderWord keeps a short, printable header value for a field (a dependency's header is input).
+func figmaHeaderWord(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if r <= ' ' || r >= 0x7f {
+			return -1
+		}
+		return r
+	}, s)
+	return s[:min(len(s), 32)]
+}
+
+// figmaRedact returns err with the token replaced, keeping errors.Is working without unwrapping to
+// the original text.
+func figmaRedact(err error, token string) error {
+	if token == "" || !strings.Contains(err.Error(), token) {
+		return err
+	}
+	return &figmaRedactedError{msg: strings.ReplaceAll(err.Error(), token, "[redacted]"), err: err}
+}
+
+type figmaRedactedError struct {
+	msg string
+	err error
+}
+
+func (e *figmaRedactedError) Error() string        { return e.msg }
+func (e *figmaRedactedError) Is(target error) bool { return errors.Is(e.err, target) }

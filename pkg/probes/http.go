@@ -1,6 +1,319 @@
 package probes
 
-import "errors"
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
 
-// newHTTP is a placeholder until the http kind lands.
-func newHTTP(spec Spec) (Probe, error) { return nil, errors.New("kind http: not implemented yet") }
+	"github.com/health-agent/health-agent/pkg/config"
+)
+
+// defaultMaxBodyBytes bounds the body an http probe reads when it needs one (legacy, expectJSON).
+const defaultMaxBodyBytes = 1 << 20
+
+// userAgent tells the dependency's logs who is calling.
+const userAgent = "health-agent"
+
+// httpMethods are the methods an http probe may send. CONNECT and TRACE make no sense for a check.
+var httpMethods = []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
+
+// httpOptions are the options of the http kind.
+type httpOptions struct {
+	URL     string                  `mapstructure:"url"`
+	Method  string                  `mapstructure:"method"`
+	Headers map[string]config.Value `mapstructure:"headers"`
+	// ExpectStatus lists the acceptable status codes; empty means any 2xx.
+	ExpectStatus []int                 `mapstructure:"expectStatus"`
+	ExpectJSON   []jsonConditionOption `mapstructure:"expectJSON"`
+	MaxBodyBytes *int64                `mapstructure:"maxBodyBytes"`
+	TLS          TLSOptions            `mapstructure:"tls"`
+}
+
+type jsonConditionOption struct {
+	Path   string `mapstructure:"path"`
+	Equals any    `mapstructure:"equals"`
+}
+
+// httpProbe requests a URL and checks the status and, optionally, values in the JSON body.
+type httpProbe struct {
+	url          string
+	method       string
+	headers      []httpHeader // sorted by name, resolved at each check so rotated secrets are picked up
+	expectStatus []int
+	conditions   []jsonCondition
+	maxBodyBytes int64
+	legacy       bool
+	tls          TLSOptions
+	lookupEnv    func(string) (string, bool)
+	client       *http.Client
+}
+
+type httpHeader struct {
+	name       string // canonical
+	configName string // as written, for messages that name the option
+	value      config.Value
+}
+
+func newHTTP(spec Spec) (Probe, error) {
+	var o httpOptions
+	if err := config.DecodeOptions(spec.Options, &o); err != nil {
+		return nil, err
+	}
+	p := &httpProbe{
+		method:       "GET",
+		expectStatus: o.ExpectStatus,
+		maxBodyBytes: defaultMaxBodyBytes,
+		legacy:       spec.Legacy,
+		tls:          o.TLS,
+		lookupEnv:    spec.Env.LookupEnv,
+	}
+	var errs []error
+
+	u, err := url.Parse(o.URL)
+	switch {
+	case o.URL == "":
+		errs = append(errs, config.Errorf("url", "required"))
+	case err != nil:
+		errs = append(errs, config.Errorf("url", "must be an absolute http(s) URL, got %q", o.URL))
+	case (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+		errs = append(errs, config.Errorf("url", "must be an absolute http(s) URL, got %q", u.Redacted()))
+	default:
+		p.url = o.URL
+	}
+
+	if o.Method != "" {
+		p.method = strings.ToUpper(o.Method)
+		if !slices.Contains(httpMethods, p.method) {
+			errs = append(errs, config.Errorf("method", "must be one of %s, got %q", strings.Join(httpMethods, ", "), o.Method))
+		}
+	}
+	if p.method == "HEAD" && (spec.Legacy || len(o.ExpectJSON) > 0) {
+		errs = append(errs, config.Errorf("method", "HEAD responses have no body, but legacy or expectJSON needs one"))
+	}
+
+	for _, name := range slices.Sorted(maps.Keys(o.Headers)) {
+		v := o.Headers[name]
+		path := "headers[" + name + "]"
+		verr := v.Validate()
+		switch {
+		case !validHeaderName(name):
+			errs = append(errs, config.Errorf(path, "not a valid header name"))
+		case verr != nil:
+			errs = append(errs, config.Errorf(path, "%v", verr))
+		case v.Prefix != "" && !v.IsSecret():
+			errs = append(errs, config.Errorf(path+".prefix", "applies only to env or file; write it into value"))
+		default:
+			p.headers = append(p.headers, httpHeader{name: http.CanonicalHeaderKey(name), configName: name, value: v})
+		}
+	}
+
+	for i, code := range o.ExpectStatus {
+		if code < 100 || code > 599 {
+			errs = append(errs, config.Errorf(fmt.Sprintf("expectStatus[%d]", i), "must be an HTTP status 100-599, got %d", code))
+		}
+	}
+
+	for i, c := range o.ExpectJSON {
+		path := fmt.Sprintf("expectJSON[%d]", i)
+		if !hasOptionKey(spec.Options, "expectJSON", i, "equals") {
+			errs = append(errs, config.Errorf(path+".equals", "required (use null to require a JSON null)"))
+			continue
+		}
+		cond, err := newJSONCondition(c.Path, c.Equals)
+		if err != nil {
+			errs = append(errs, config.Prefix(path, err))
+			continue
+		}
+		p.conditions = append(p.conditions, cond)
+	}
+
+	if o.MaxBodyBytes != nil {
+		if *o.MaxBodyBytes <= 0 {
+			errs = append(errs, config.Errorf("maxBodyBytes", "must be > 0, got %d", *o.MaxBodyBytes))
+		}
+		p.maxBodyBytes = *o.MaxBodyBytes
+	}
+
+	tlsConf, err := o.TLS.tlsConfig()
+	if err != nil {
+		errs = append(errs, config.Prefix("tls", err))
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	hostBound := make([]string, len(p.headers))
+	for i, h := range p.headers {
+		hostBound[i] = h.name
+	}
+	p.client = newHTTPClient(tlsConf, hostBound)
+	return p, nil
+}
+
+// Check requests the URL once. A response is healthy when its status is expected and every JSON
+// condition holds. The body is read (at most maxBodyBytes) only when a condition or legacy needs it.
+func (p *httpProbe) Check(ctx context.Context) (Result, error) {
+	res := Result{Status: Unhealthy, Fields: map[string]any{}}
+	fail := func(err error) (Result, error) {
+		if p.legacy && res.Body == nil && res.Fields["legacyError"] == nil {
+			res.Fields["legacyError"] = err.Error()
+		}
+		return res, err
+	}
+
+	req, err := http.NewRequestWithContext(ctx, p.method, p.url, nil)
+	if err != nil {
+		return fail(fmt.Errorf("build request: %w", err))
+	}
+	req.Header.Set("User-Agent", userAgent)
+	for _, h := range p.headers {
+		v, err := h.value.Resolve(p.lookupEnv)
+		if err != nil {
+			// The error names the variable or file, never a value.
+			return fail(fmt.Errorf("header %s: %w", h.name, err))
+		}
+		if h.name == "Host" {
+			req.Host = v // net/http ignores a Host entry in req.Header
+		} else {
+			req.Header.Set(h.name, v)
+		}
+	}
+
+	resp, err := p.client.Do(req)
+	if err != nil {
+		return fail(err)
+	}
+	defer closeBody(resp.Body)
+	res.Fields["statusCode"] = resp.StatusCode
+	if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
+		res.RetryAfter = retryAfter(resp.Header, time.Now())
+	}
+
+	var body []byte
+	if p.legacy || len(p.conditions) > 0 {
+		if body, err = readBounded(resp.Body, p.maxBodyBytes); err != nil {
+			return fail(err)
+		}
+	}
+	if p.legacy {
+		// Kept even when the status is unexpected: an app's 503 body says why it is unhealthy.
+		if json.Valid(body) {
+			res.Body = json.RawMessage(body)
+		} else {
+			res.Fields["legacyError"] = errBodyNotJSON.Error()
+		}
+	}
+
+	if !p.statusExpected(resp.StatusCode) {
+		return fail(fmt.Errorf("status %d, want %s", resp.StatusCode, p.wantStatus()))
+	}
+	if len(p.conditions) > 0 {
+		doc, err := decodeJSONBody(body)
+		if err != nil {
+			return fail(err)
+		}
+		var failed []string
+		for _, c := range p.conditions {
+			if err := c.check(doc); err != nil {
+				failed = append(failed, err.Error())
+			}
+		}
+		if len(failed) > 0 {
+			return fail(errors.New(strings.Join(failed, "; ")))
+		}
+	}
+	res.Status = Healthy
+	return res, nil
+}
+
+// Warnings reports secret headers that are not set yet, and disabled certificate verification.
+func (p *httpProbe) Warnings() []string {
+	var w []string
+	for _, h := range p.headers {
+		if !h.value.IsSecret() {
+			continue
+		}
+		if _, err := h.value.Resolve(p.lookupEnv); err != nil {
+			w = append(w, fmt.Sprintf("headers[%s]: %v", h.configName, err))
+		}
+	}
+	return append(w, p.tls.warnings()...)
+}
+
+func (p *httpProbe) statusExpected(code int) bool {
+	if len(p.expectStatus) == 0 {
+		return code >= 200 && code <= 299
+	}
+	return slices.Contains(p.expectStatus, code)
+}
+
+func (p *httpProbe) wantStatus() string {
+	if len(p.expectStatus) == 0 {
+		return "2xx"
+	}
+	s := make([]string, len(p.expectStatus))
+	for i, c := range p.expectStatus {
+		s[i] = strconv.Itoa(c)
+	}
+	if len(s) == 1 {
+		return s[0]
+	}
+	return "one of " + strings.Join(s, ", ")
+}
+
+// validHeaderName reports whether s is an HTTP token (RFC 9110 §5.6.2).
+func validHeaderName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, c := range s {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case strings.ContainsRune("!#$%&'*+-.^_`|~", c):
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// hasOptionKey reports whether raw[list][i] has key (case-insensitively, as DecodeOptions matches),
+// which the decoded struct cannot tell apart from an explicit null.
+func hasOptionKey(raw map[string]any, list string, i int, key string) bool {
+	for k, v := range raw {
+		if !strings.EqualFold(k, list) {
+			continue
+		}
+		var item any
+		switch l := v.(type) {
+		case []any:
+			if i < len(l) {
+				item = l[i]
+			}
+		case []map[string]any:
+			if i < len(l) {
+				item = l[i]
+			}
+		default:
+			return true // a shape DecodeOptions accepted but we cannot see into: do not second-guess it
+		}
+		m, ok := item.(map[string]any)
+		if !ok {
+			return true
+		}
+		for k := range m {
+			if strings.EqualFold(k, key) {
+				return true
+			}
+		}
+		return false
+	}
+	return true
+}

@@ -1,6 +1,479 @@
 package probes
 
-import "errors"
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"net"
+	"net/http"
+	"net/url"
+	"runtime/debug"
+	"slices"
+	"strings"
+	"sync"
+	"time"
 
-// newMCP is a placeholder until the mcp kind lands.
-func newMCP(spec Spec) (Probe, error) { return nil, errors.New("kind mcp: not implemented yet") }
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/health-agent/health-agent/pkg/config"
+)
+
+// mcpProtocolVersion is the protocol version the probe asks for. It is pinned because the SDK's default
+// (2026-07-28) has no ping, and the app's MCP servers speak the 2025 protocol.
+const mcpProtocolVersion = "2025-06-18"
+
+const (
+	// mcpMaxToolPages bounds tools/list pagination, so a server that hands out cursors forever cannot
+	// hold a check until its deadline.
+	mcpMaxToolPages = 100
+	// mcpMaxToolNames caps the toolNames field: it is for people, the count is in tools.
+	mcpMaxToolNames = 50
+	// mcpMaxResponseBytes bounds any one HTTP response body, so a broken server cannot make the probe
+	// buffer without limit (the SDK reads error bodies whole).
+	mcpMaxResponseBytes = 8 << 20
+	// mcpCloseGrace is how long past its deadline a check may spend closing its session (see hardStop).
+	mcpCloseGrace = time.Second
+)
+
+// ErrMCPToolsMissing means the server answered but lacks tools the app needs.
+var ErrMCPToolsMissing = errors.New("required MCP tools missing")
+
+// mcpOptions are the options of the mcp kind.
+type mcpOptions struct {
+	URL           string                  `mapstructure:"url"`
+	Transport     string                  `mapstructure:"transport"`
+	MinTools      int                     `mapstructure:"minTools"`
+	RequiredTools []string                `mapstructure:"requiredTools"`
+	Headers       map[string]config.Value `mapstructure:"headers"`
+}
+
+// mcpManagedHeaders are set by the MCP client itself; a configured value would break the protocol.
+var mcpManagedHeaders = []string{"Accept", "Content-Type", "Content-Length", "Host", "Mcp-Session-Id",
+	"Mcp-Protocol-Version", "Last-Event-Id", "Connection", "Transfer-Encoding"}
+
+// mcpProbe connects to an MCP server, pings it and lists its tools, then closes the session.
+type mcpProbe struct {
+	endpoint   string
+	origin     string // scheme://host of endpoint: configured headers go there and nowhere else
+	sse        bool
+	minTools   int
+	required   []string
+	headers    map[string]config.Value // canonical header name -> value
+	lookup     func(string) (string, bool)
+	client     *mcp.Client
+	base       *http.Transport // cloned per check, so each check owns (and closes) its connections
+	closeGrace time.Duration
+}
+
+func newMCP(spec Spec) (Probe, error) {
+	var o mcpOptions
+	if err := config.DecodeOptions(spec.Options, &o); err != nil {
+		return nil, err
+	}
+	var errs []error
+	u, err := mcpParseURL(o.URL)
+	if err != nil {
+		errs = append(errs, config.Errorf("url", "%v", err))
+	}
+	var sse bool
+	switch o.Transport {
+	case "", "streamable":
+	case "sse":
+		sse = true
+	default:
+		errs = append(errs, config.Errorf("transport", "must be streamable or sse, got %q", o.Transport))
+	}
+	if o.MinTools < 0 {
+		errs = append(errs, config.Errorf("minTools", "must be >= 0, got %d", o.MinTools))
+	}
+	var required []string
+	for i, entry := range o.RequiredTools {
+		if strings.Trim(entry, ", ") == "" {
+			errs = append(errs, config.Errorf(fmt.Sprintf("requiredTools[%d]", i), "must not be empty"))
+		}
+		// A single env-expanded string ("${MCP_TOOLS}") arrives as one comma-separated entry.
+		for name := range strings.SplitSeq(entry, ",") {
+			if name = strings.TrimSpace(name); name != "" && !slices.Contains(required, name) {
+				required = append(required, name)
+			}
+		}
+	}
+	headers := make(map[string]config.Value, len(o.Headers))
+	for _, name := range slices.Sorted(maps.Keys(o.Headers)) {
+		v := o.Headers[name]
+		path := "headers." + name
+		canon := http.CanonicalHeaderKey(name)
+		switch {
+		case !mcpValidHeaderName(name):
+			errs = append(errs, config.Errorf(path, "not a valid HTTP header name"))
+			continue
+		case slices.Contains(mcpManagedHeaders, canon):
+			errs = append(errs, config.Errorf(path, "is set by the MCP client and cannot be configured"))
+			continue
+		}
+		if err := v.Validate(); err != nil {
+			errs = append(errs, config.Errorf(path, "%v", err))
+			continue
+		}
+		headers[canon] = v
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	base, ok := http.DefaultTransport.(*http.Transport)
+	if !ok {
+		base = &http.Transport{Proxy: http.ProxyFromEnvironment}
+	}
+	return &mcpProbe{
+		endpoint: u.String(),
+		origin:   u.Scheme + "://" + u.Host,
+		sse:      sse,
+		minTools: o.MinTools,
+		required: required,
+		headers:  headers,
+		lookup:   spec.Env.LookupEnv,
+		client: mcp.NewClient(&mcp.Implementation{Name: "health-agent", Version: mcpAgentVersion()},
+			// Advertise nothing: the probe serves no roots, sampling or elicitation.
+			&mcp.ClientOptions{Capabilities: &mcp.ClientCapabilities{}}),
+		base:       base.Clone(),
+		closeGrace: mcpCloseGrace,
+	}, nil
+}
+
+// mcpParseURL accepts an absolute http(s) URL without credentials (secrets belong in headers).
+func mcpParseURL(raw string) (*url.URL, error) {
+	if raw == "" {
+		return nil, errors.New("required")
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("not a URL: %q", raw)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return nil, fmt.Errorf("must be an absolute http or https URL, got %q", raw)
+	}
+	if u.Host == "" {
+		return nil, fmt.Errorf("has no host: %q", raw)
+	}
+	if u.User != nil {
+		return nil, errors.New("must not carry credentials (user:password@); send them in headers, from env or file")
+	}
+	return u, nil
+}
+
+// mcpValidHeaderName reports whether s is an RFC 9110 token.
+func mcpValidHeaderName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if c <= ' ' || c >= 0x7f || strings.IndexByte(`"(),/:;<=>?@[\]{}`, c) >= 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// mcpAgentVersion is the clientInfo.version the probe announces.
+func mcpAgentVersion() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "dev"
+}
+
+// Warnings reports header secrets that are not there yet: the probe will fail until they are.
+func (p *mcpProbe) Warnings() []string {
+	var out []string
+	for _, name := range slices.Sorted(maps.Keys(p.headers)) {
+		if _, err := p.headers[name].Resolve(p.lookup); err != nil {
+			out = append(out, fmt.Sprintf("header %s: %v; the probe reports unhealthy until it is", name, err))
+		}
+	}
+	return out
+}
+
+// Check initializes a session, pings, lists the tools (never calls one), and always closes the session.
+func (p *mcpProbe) Check(ctx context.Context) (Result, error) {
+	fields := map[string]any{"connected": false}
+	res := Result{Status: Healthy, Fields: fields}
+
+	headers, secrets, err := p.resolveHeaders()
+	if err != nil {
+		return res, fmt.Errorf("mcp: %w", err)
+	}
+	conns := &mcpConnSet{conns: map[net.Conn]struct{}{}}
+	// Cut whatever the check left open (a best-effort cancellation notice the SDK sends in the
+	// background, a legacy SSE stream), so nothing outlives Check.
+	defer conns.closeAll()
+	defer p.hardStop(ctx, conns)()
+	tr := p.base.Clone()
+	tr.DialContext = conns.dial
+	tr.DialTLSContext = nil
+	hc := &http.Client{
+		Transport:     &mcpHeaderTransport{base: tr, origin: p.origin, headers: headers},
+		CheckRedirect: p.checkRedirect,
+	}
+	var transport mcp.Transport
+	if p.sse {
+		transport = &mcp.SSEClientTransport{Endpoint: p.endpoint, HTTPClient: hc}
+	} else {
+		transport = &mcp.StreamableClientTransport{
+			Endpoint:   p.endpoint,
+			HTTPClient: hc,
+			MaxRetries: -1, // retries are the policy's job, not the transport's
+			// Server-initiated messages are of no use to a probe; the GET would only hold a connection.
+			DisableStandaloneSSE: true,
+		}
+	}
+
+	cs, err := p.client.Connect(ctx, transport, &mcp.ClientSessionOptions{ProtocolVersion: mcpProtocolVersion})
+	if err != nil {
+		return res, mcpRedact(fmt.Errorf("mcp: initialize: %w", err), secrets)
+	}
+	// Always close, whatever the verdict: a stateful server would otherwise keep the session.
+	defer func() { _ = cs.Close() }() // best effort: the verdict is already made
+
+	info := cs.InitializeResult()
+	fields["connected"] = true
+	fields["protocolVersion"] = info.ProtocolVersion
+	if si := info.ServerInfo; si != nil {
+		fields["serverName"] = si.Name
+		fields["serverVersion"] = si.Version
+	}
+
+	if err := cs.Ping(ctx, nil); err != nil {
+		return res, mcpRedact(fmt.Errorf("mcp: ping: %w", err), secrets)
+	}
+
+	names := []string{} // a server without the tools capability has none, and lists as []
+	if info.Capabilities != nil && info.Capabilities.Tools != nil {
+		names, err = mcpListTools(ctx, cs)
+		if err != nil {
+			return res, mcpRedact(fmt.Errorf("mcp: tools/list: %w", err), secrets)
+		}
+	}
+	fields["tools"] = len(names)
+	fields["toolNames"] = names[:min(len(names), mcpMaxToolNames)]
+	if len(names) > mcpMaxToolNames {
+		fields["toolNamesTruncated"] = true
+	}
+
+	var missing []string
+	for _, name := range p.required {
+		if _, found := slices.BinarySearch(names, name); !found {
+			missing = append(missing, name)
+		}
+	}
+	switch {
+	case len(missing) > 0:
+		return res, fmt.Errorf("mcp: %w: %s (server has %d tools)", ErrMCPToolsMissing, strings.Join(missing, ", "), len(names))
+	case len(names) < p.minTools:
+		return res, fmt.Errorf("mcp: server has %d tools, want at least %d", len(names), p.minTools)
+	}
+	return res, nil
+}
+
+// hardStop cuts every connection of the check closeGrace after ctx ends. Until then the SDK may still
+// close the session (a DELETE on stateful streamable servers), which is what keeps the server free of
+// stale sessions; after it, nothing of the check survives, even against a server that never answers.
+func (p *mcpProbe) hardStop(ctx context.Context, conns *mcpConnSet) (stop func()) {
+	var mu sync.Mutex
+	var timer *time.Timer
+	stopped := false
+	stopAfter := context.AfterFunc(ctx, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if !stopped {
+			timer = time.AfterFunc(p.closeGrace, conns.closeAll)
+		}
+	})
+	return func() {
+		stopAfter()
+		mu.Lock()
+		defer mu.Unlock()
+		stopped = true
+		if timer != nil {
+			timer.Stop()
+		}
+	}
+}
+
+// mcpListTools follows tools/list pagination (bounded) and returns the unique tool names, sorted.
+func mcpListTools(ctx context.Context, cs *mcp.ClientSession) ([]string, error) {
+	names := []string{}
+	seen, cursors := map[string]bool{}, map[string]bool{}
+	params := &mcp.ListToolsParams{}
+	for range mcpMaxToolPages {
+		page, err := cs.ListTools(ctx, params)
+		if err != nil {
+			return nil, err
+		}
+		for _, t := range page.Tools {
+			if t != nil && !seen[t.Name] {
+				seen[t.Name] = true
+				names = append(names, t.Name)
+			}
+		}
+		if page.NextCursor == "" {
+			slices.Sort(names)
+			return names, nil
+		}
+		if cursors[page.NextCursor] {
+			return nil, errors.New("server repeated a pagination cursor")
+		}
+		cursors[page.NextCursor] = true
+		params = &mcp.ListToolsParams{Cursor: page.NextCursor}
+	}
+	return nil, fmt.Errorf("more than %d pages of tools", mcpMaxToolPages)
+}
+
+// resolveHeaders reads the header values now (so a rotated secret is picked up) and returns them with
+// the secret strings that must be scrubbed from errors.
+func (p *mcpProbe) resolveHeaders() (http.Header, []string, error) {
+	h := make(http.Header, len(p.headers))
+	var secrets []string
+	for _, name := range slices.Sorted(maps.Keys(p.headers)) {
+		v := p.headers[name]
+		s, err := v.Resolve(p.lookup)
+		if err != nil {
+			return nil, nil, fmt.Errorf("header %s: %w", name, err)
+		}
+		if strings.ContainsFunc(s, func(r rune) bool { return r < ' ' && r != '\t' || r == 0x7f }) {
+			return nil, nil, fmt.Errorf("header %s: value contains control characters", name)
+		}
+		h.Set(name, s)
+		if v.IsSecret() {
+			secrets = append(secrets, s)
+			if raw := strings.TrimPrefix(s, v.Prefix); raw != s && raw != "" {
+				secrets = append(secrets, raw)
+			}
+		}
+	}
+	return h, secrets, nil
+}
+
+// checkRedirect follows redirects within the configured origin only: the headers may carry secrets.
+func (p *mcpProbe) checkRedirect(req *http.Request, via []*http.Request) error {
+	if len(via) >= 5 {
+		return errors.New("stopped after 5 redirects")
+	}
+	if req.URL.Scheme+"://"+req.URL.Host != p.origin {
+		return fmt.Errorf("refusing redirect to another origin %s://%s", req.URL.Scheme, req.URL.Host)
+	}
+	return nil
+}
+
+// mcpHeaderTransport adds the configured headers to requests for the configured origin and bounds
+// response bodies.
+type mcpHeaderTransport struct {
+	base    http.RoundTripper
+	origin  string
+	headers http.Header
+}
+
+func (t *mcpHeaderTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	req = req.Clone(req.Context()) // a RoundTripper must not modify the caller's request
+	if req.URL.Scheme+"://"+req.URL.Host == t.origin {
+		for name, vs := range t.headers {
+			req.Header[name] = vs
+		}
+	}
+	if req.Header.Get("User-Agent") == "" {
+		req.Header.Set("User-Agent", "health-agent")
+	}
+	resp, err := t.base.RoundTrip(req)
+	if err != nil {
+		return nil, err
+	}
+	resp.Body = &mcpLimitedBody{rc: resp.Body, left: mcpMaxResponseBytes}
+	return resp, nil
+}
+
+// mcpLimitedBody fails a read past its limit instead of silently truncating.
+type mcpLimitedBody struct {
+	rc   io.ReadCloser
+	left int64
+}
+
+func (b *mcpLimitedBody) Read(p []byte) (int, error) {
+	if b.left <= 0 {
+		return 0, fmt.Errorf("response body larger than %d bytes", mcpMaxResponseBytes)
+	}
+	if int64(len(p)) > b.left {
+		p = p[:b.left]
+	}
+	n, err := b.rc.Read(p)
+	b.left -= int64(n)
+	return n, err
+}
+
+func (b *mcpLimitedBody) Close() error { return b.rc.Close() }
+
+// mcpConnSet dials and remembers the connections of one check, so they can all be cut at once.
+type mcpConnSet struct {
+	mu     sync.Mutex
+	closed bool
+	conns  map[net.Conn]struct{}
+	dialer net.Dialer
+}
+
+var errMCPCheckOver = errors.New("the check is over")
+
+func (s *mcpConnSet) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
+		return nil, errMCPCheckOver
+	}
+	c, err := s.dialer.DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		_ = c.Close()
+		return nil, errMCPCheckOver
+	}
+	s.conns[c] = struct{}{}
+	return c, nil
+}
+
+func (s *mcpConnSet) closeAll() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	for c := range s.conns {
+		_ = c.Close()
+	}
+	clear(s.conns)
+}
+
+// mcpRedact returns err with every secret replaced, keeping errors.Is working. It does not unwrap to
+// the original, whose text may hold a secret (e.g. a server echoing a header in its error body).
+func mcpRedact(err error, secrets []string) error {
+	msg := err.Error()
+	changed := false
+	for _, s := range secrets {
+		if s != "" && strings.Contains(msg, s) {
+			msg = strings.ReplaceAll(msg, s, "[redacted]")
+			changed = true
+		}
+	}
+	if !changed {
+		return err
+	}
+	return &mcpRedactedError{msg: msg, err: err}
+}
+
+type mcpRedactedError struct {
+	msg string
+	err error
+}
+
+func (e *mcpRedactedError) Error() string        { return e.msg }
+func (e *mcpRedactedError) Is(target error) bool { return errors.Is(e.err, target) }

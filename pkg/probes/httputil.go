@@ -1,0 +1,129 @@
+package probes
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/health-agent/health-agent/pkg/config"
+)
+
+// Shared plumbing for the kinds that speak HTTP (http, and any other kind that wants it).
+
+// ErrBodyTooLarge means a response body was larger than the probe is willing to read.
+var ErrBodyTooLarge = errors.New("body too large")
+
+// maxRedirects bounds the redirects an HTTP probe follows: a health endpoint that redirects more
+// than this is misconfigured, and following further would only hide it.
+const maxRedirects = 3
+
+// TLSOptions are the `tls` options of an HTTP-speaking kind.
+type TLSOptions struct {
+	// CAFile is a PEM bundle that replaces the system roots (a private CA). It is read once, when the
+	// probe is built: a rotated CA needs a config reload.
+	CAFile             string `mapstructure:"caFile"`
+	InsecureSkipVerify bool   `mapstructure:"insecureSkipVerify"`
+}
+
+// tlsConfig validates o and builds the client TLS config. Errors are FieldErrors relative to `tls`.
+func (o TLSOptions) tlsConfig() (*tls.Config, error) {
+	c := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: o.InsecureSkipVerify} //nolint:gosec // opt-in, warned about
+	if o.CAFile == "" {
+		return c, nil
+	}
+	pem, err := os.ReadFile(o.CAFile)
+	if err != nil {
+		return nil, config.Errorf("caFile", "cannot read %q: %v", o.CAFile, errors.Unwrap(err))
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, config.Errorf("caFile", "no PEM certificate in %q", o.CAFile)
+	}
+	c.RootCAs = pool
+	return c, nil
+}
+
+// warnings reports TLS settings an operator should know about. Paths are relative to the probe.
+func (o TLSOptions) warnings() []string {
+	if o.InsecureSkipVerify {
+		return []string{"tls.insecureSkipVerify: server certificates are not verified"}
+	}
+	return nil
+}
+
+// newHTTPClient builds the client of one probe. Keep-alives are off on purpose: each check opens a
+// fresh connection, so it sees what a new client would (a full accept queue, a broken TLS setup), and
+// a probe that is dropped on reload leaves no idle connection or goroutine behind. Deadlines come
+// from the ctx of each request. The hostBound headers (which may carry secrets) are dropped when a
+// redirect leads to another host; net/http itself only drops Authorization and Cookie.
+func newHTTPClient(tlsConf *tls.Config, hostBound []string) *http.Client {
+	return &http.Client{
+		Transport: &http.Transport{
+			Proxy:                  http.ProxyFromEnvironment,
+			TLSClientConfig:        tlsConf,
+			DisableKeepAlives:      true,
+			MaxResponseHeaderBytes: 64 << 10,
+		},
+		CheckRedirect: func(req *http.Request, via []*http.Request) error {
+			if len(via) > maxRedirects {
+				return fmt.Errorf("stopped after %d redirects", maxRedirects)
+			}
+			if orig := via[0].URL; req.URL.Host != orig.Host || req.URL.Scheme != orig.Scheme {
+				for _, name := range hostBound {
+					req.Header.Del(name)
+				}
+			}
+			return nil
+		},
+	}
+}
+
+// readBounded reads r up to limit bytes. A longer body gives ErrBodyTooLarge after reading at most
+// limit+1 bytes, so an endless body costs a bounded amount of memory and time.
+func readBounded(r io.Reader, limit int64) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(r, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("read body: %w", err)
+	}
+	if int64(len(b)) > limit {
+		return nil, bodyTooLargeError{limit}
+	}
+	return b, nil
+}
+
+type bodyTooLargeError struct{ limit int64 }
+
+func (e bodyTooLargeError) Error() string        { return fmt.Sprintf("body exceeds %d bytes", e.limit) }
+func (e bodyTooLargeError) Is(target error) bool { return target == ErrBodyTooLarge }
+
+// closeBody discards a little of what is left of a body and closes it. The bound keeps a slow or
+// endless body from holding the probe.
+func closeBody(body io.ReadCloser) {
+	_, _ = io.Copy(io.Discard, io.LimitReader(body, 4<<10))
+	_ = body.Close()
+}
+
+// retryAfter parses a Retry-After header (delay-seconds or an HTTP date, RFC 9110 §10.2.3) relative to
+// now. It returns 0 when the header is absent, malformed or in the past.
+func retryAfter(h http.Header, now time.Time) time.Duration {
+	v := h.Get("Retry-After")
+	if v == "" {
+		return 0
+	}
+	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if secs <= 0 {
+			return 0
+		}
+		return time.Duration(min(secs, int64(24*time.Hour/time.Second))) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return min(t.Sub(now), 24*time.Hour)
+	}
+	return 0
+}
