@@ -106,7 +106,7 @@ func New(reg Registry, version string) *Metrics {
 		ready: prometheus.NewDesc("health_agent_ready",
 			"1 when /readyz passes: no critical probe unhealthy, blocked or unknown, and not shutting down.", nil, nil),
 		reloadOK: prometheus.NewDesc("health_agent_config_last_reload_successful",
-			"1 when the last config load or reload succeeded, 0 when it was rejected.", nil, nil),
+			"0 when the last config reload was rejected (the previous config keeps running), else 1.", nil, nil),
 		reloadTime: prometheus.NewDesc("health_agent_config_last_reload_success_timestamp_seconds",
 			"When the running config was loaded (Unix seconds).", nil, nil),
 	}
@@ -233,7 +233,8 @@ func (c *collector) collectSnapshot(ch chan<- prometheus.Metric, s *monitor.Snap
 		gauge(c.overall, bool01(s.Overall == st), string(st))
 	}
 	gauge(c.ready, bool01(s.Ready()))
-	gauge(c.reloadOK, bool01(s.Config.LastReload.Success))
+	// The initial load succeeded, or the agent would not run: no reload attempted yet counts as success.
+	gauge(c.reloadOK, bool01(s.Config.LastReload == (probes.Reload{}) || s.Config.LastReload.Success))
 	loaded := s.Config.LoadedAt
 	if loaded.IsZero() {
 		loaded = s.Config.LastReload.At

@@ -147,6 +147,18 @@ func TestCollector(t *testing.T) {
 				{"health_agent_breaker_transitions_total", l("breaker", "figma-api")},
 			},
 		},
+		{
+			name: "no reload attempted since start",
+			snap: &monitor.Snapshot{
+				Overall: probes.Healthy,
+				Checks:  []monitor.CheckView{{Name: "app", Critical: true, Status: probes.Healthy}},
+				Config:  probes.ConfigInfo{LoadedAt: loadedAt},
+			},
+			want: []expect{
+				{series{"health_agent_config_last_reload_successful", nil}, 1},
+				{series{"health_agent_config_last_reload_success_timestamp_seconds", nil}, float64(loadedAt.Unix())},
+			},
+		},
 	}
 	for _, sc := range scenarios {
 		t.Run(sc.name, func(t *testing.T) {

@@ -162,7 +162,8 @@ func TestChromium(t *testing.T) {
 			t.Fatalf("first paint: %+v", st)
 		}
 		c.do(ctx, "Runtime.evaluate", map[string]any{"expression": "window.__testMarker = 1"}, nil)
-		c.waitFor(ctx, "a script refresh", `document.body.dataset.refreshed !== undefined && document.getElementById("refresh").textContent === "live"`, describe)
+		c.waitFor(ctx, "a script refresh", `document.body.dataset.refreshed !== undefined && document.getElementById("refresh").textContent === "live" &&
+			document.getElementById("config-reload").textContent === "none since start"`, describe)
 		t.Logf("healthy page: %s", c.screenshot(ctx, dir, "statuspage-healthy.png"))
 	})
 

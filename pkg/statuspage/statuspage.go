@@ -208,7 +208,7 @@ type breakerView struct {
 
 type configView struct {
 	Source, SHA256, LoadedAt string
-	ReloadOK                 bool
+	ReloadOK, NoReload       bool
 	ReloadAt, ReloadError    string
 }
 
@@ -281,7 +281,8 @@ func (p *Page) view(s *monitor.Snapshot, full bool) view {
 		v.Breakers = append(v.Breakers, bv)
 	}
 	c := s.Config
-	v.Config = configView{Source: c.Source, SHA256: c.SHA256, ReloadOK: c.LastReload.Success, ReloadError: c.LastReload.Error}
+	v.Config = configView{Source: c.Source, SHA256: c.SHA256, ReloadOK: c.LastReload.Success, ReloadError: c.LastReload.Error,
+		NoReload: c.LastReload == (probes.Reload{})}
 	if len(v.Config.SHA256) > 12 {
 		v.Config.SHA256 = v.Config.SHA256[:12]
 	}

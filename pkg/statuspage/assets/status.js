@@ -158,7 +158,8 @@
     text('config-source', c.source || '');
     text('config-sha', (c.sha256 || '').slice(0, 12));
     text('config-loaded', c.loadedAt ? rfc3339(c.loadedAt) : '\u2014');
-    var r = c.lastReload || {}, e = $('config-reload');
+    var r = c.lastReload, e = $('config-reload');
+    if (!r) { e.className = 'ok'; e.textContent = 'none since start'; return; } // null until a reload is tried
     e.className = r.success ? 'ok' : 'bad';
     e.textContent = (r.success ? 'succeeded' : 'rejected: ' + (r.error || '')) + (r.at ? ' at ' + rfc3339(r.at) : '');
   }
