@@ -205,7 +205,7 @@ func TestLocalDemo(t *testing.T) {
 		if n := world.MCP.ToolCalls(); n != 0 {
 			t.Errorf("the MCP server received %d tool calls; the agent must only list tools", n)
 		}
-		for _, path := range []string{"/", "/startupz?verbose", "/livez?verbose"} {
+		for _, path := range []string{"/", "/startupz?verbose", "/livez?verbose", "/metrics"} {
 			code, _ := w.get(t, path)
 			if code != http.StatusOK {
 				t.Errorf("GET %s: %d, want 200", path, code)
@@ -410,7 +410,7 @@ func (s *state) expectBreaker(name, want string) error {
 		return fmt.Errorf("breaker %s is %s, want %s", name, b.State, want)
 	}
 	listed := slices.Contains(s.health.Data.CircuitBreakers.Open, name)
-	if listed != (want != "CLOSED") {
+	if listed != (want == "OPEN") {
 		return fmt.Errorf("/api/health circuitBreakers.open is %v with breaker %s %s", s.health.Data.CircuitBreakers.Open, name, want)
 	}
 	return nil
