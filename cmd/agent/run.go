@@ -18,11 +18,15 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/health-agent/health-agent/pkg/agent"
 	"github.com/health-agent/health-agent/pkg/config"
+	"github.com/health-agent/health-agent/pkg/metrics"
 	"github.com/health-agent/health-agent/pkg/monitor"
 	"github.com/health-agent/health-agent/pkg/probes"
 	"github.com/health-agent/health-agent/pkg/reload"
+	"github.com/health-agent/health-agent/pkg/statuspage"
 )
 
 // Exit codes, documented in the README.
@@ -126,8 +130,16 @@ func serve(ctx context.Context, args []string, stderr io.Writer, lookup func(str
 	for _, w := range loaded.Warnings {
 		log.Warn("config warning", "warning", w)
 	}
+	met := metrics.New(prometheus.NewRegistry(), agentVersion())
 	a, err := agent.New(loaded, agent.Options{
 		ConfigPath: *cfgPath, Listen: *listen, Logger: log, Version: agentVersion(), LookupEnv: lookup,
+		Observe: func(m *monitor.Monitor) http.Handler { met.Attach(m); return met.Handler() },
+		Page: func(m *monitor.Monitor, token func() string) http.Handler {
+			return statuspage.New(m, statuspage.Options{Token: token})
+		},
+		MonitorOptions: monitor.Options{
+			OnExecution: met.ObserveExecution, OnBreakerTransition: met.ObserveBreakerTransition,
+		},
 	})
 	if err != nil {
 		log.Error("cannot start", "err", err)

@@ -37,8 +37,8 @@ type Options struct {
 	// Observe, when set, is given the monitor before serving, and returns the /metrics handler and
 	// the monitor options' hooks (pkg/metrics). Nil: no /metrics.
 	Observe func(m *monitor.Monitor) http.Handler
-	// Page, when set, builds the status page handler.
-	Page func(m *monitor.Monitor) http.Handler
+	// Page, when set, builds the status page handler; token returns the current server.detailsToken.
+	Page func(m *monitor.Monitor, token func() string) http.Handler
 	// MonitorOptions are passed on to monitor.New (its Logger, Version, Kinds, LookupEnv, Tick are
 	// filled from these Options).
 	MonitorOptions monitor.Options
@@ -93,7 +93,7 @@ func New(loaded *config.Loaded, opts Options) (*Agent, error) {
 		ho.Metrics = opts.Observe(m)
 	}
 	if opts.Page != nil {
-		ho.Page = opts.Page(m)
+		ho.Page = opts.Page(m, a.Token)
 	}
 	srv := loaded.Config.Server
 	if opts.Listen != "" {

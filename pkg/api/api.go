@@ -29,7 +29,8 @@ type Options struct {
 	Token func() string
 	// Metrics serves /metrics (nil: 404). It is behind the token like the detail endpoints.
 	Metrics http.Handler
-	// Page serves the status page at / (nil: a JSON index of the endpoints).
+	// Page serves the status page at / and its assets under /static/ (nil: a JSON index of the
+	// endpoints at /).
 	Page   http.Handler
 	Logger *slog.Logger
 	// Now is the clock for timestamps (default time.Now).
@@ -79,6 +80,7 @@ func NewHandler(src Source, opts Options) http.Handler {
 	}
 	if opts.Page != nil {
 		get("/", gin.WrapH(opts.Page))
+		get("/static/*filepath", gin.WrapH(opts.Page))
 	} else {
 		get("/", h.index)
 	}

@@ -173,6 +173,13 @@ func TestCriticalDownFailsEndpoints(t *testing.T) {
 	e.waitOverall(t, probes.Healthy)
 	e.deps["app"].down.Store(true)
 	e.waitOverall(t, probes.Unhealthy)
+	deadline := time.Now().Add(15 * time.Second)
+	for e.mon.Snapshot().Check("mcpClient").Status != probes.Blocked {
+		if time.Now().After(deadline) {
+			t.Fatal("mcpClient never blocked by app")
+		}
+		time.Sleep(5 * time.Millisecond) // polling interval
+	}
 	u := e.srv.URL
 
 	if code, body, _ := get(t, u+"/api/health"); code != 503 || path(t, body, "data.status") != "error" {
@@ -190,7 +197,7 @@ func TestCriticalDownFailsEndpoints(t *testing.T) {
 	if code != 503 || !strings.Contains(body, "[-]app failed: unhealthy: connection refused") || !strings.HasSuffix(body, "readyz check failed\n") {
 		t.Fatalf("/readyz: %d %q", code, body)
 	}
-	if !strings.Contains(body, "[-]mcpClient") && !strings.Contains(body, "[+]mcpClient ok (non-critical, blocked") {
+	if !strings.Contains(body, "[+]mcpClient ok (non-critical, blocked: dependency \"app\" is unhealthy") {
 		t.Errorf("/readyz should show mcpClient blocked but non-critical: %q", body)
 	}
 	if code, body, _ := get(t, u+"/readyz?exclude=app"); code != 200 || body != "ok" {

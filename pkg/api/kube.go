@@ -42,6 +42,8 @@ func (h *handler) readyz(c *gin.Context) {
 			nc.ok = v.OK() // asked for by name: its own verdict, critical or not
 		case !v.Critical && !v.OK():
 			nc.note = "non-critical, " + describe(v)
+		case v.Status == probes.Degraded:
+			nc.note = describe(v)
 		}
 		checks = append(checks, nc)
 	}

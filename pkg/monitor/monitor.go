@@ -189,13 +189,13 @@ func (m *Monitor) Run(ctx context.Context) error {
 	defer close(m.stopped)
 	defer m.running.Store(false)
 	runners := map[*check]*runner{}
-	start := func(c *check, first bool) {
+	start := func(c *check) {
 		rctx, cancel := context.WithCancel(ctx)
 		r := &runner{cancel: cancel, done: make(chan struct{})}
 		runners[c] = r
 		go func() {
 			defer close(r.done)
-			m.runCheck(rctx, c, first)
+			m.runCheck(rctx, c)
 		}()
 	}
 	stop := func(cs []*check) {
@@ -215,7 +215,7 @@ func (m *Monitor) Run(ctx context.Context) error {
 	initial := slices.Clone(m.ordered)
 	m.mu.Unlock()
 	for _, c := range initial {
-		start(c, true)
+		start(c)
 	}
 
 	ticker := time.NewTicker(m.opts.Tick)
@@ -235,27 +235,28 @@ func (m *Monitor) Run(ctx context.Context) error {
 }
 
 // runCheck is one probe's loop.
-func (m *Monitor) runCheck(ctx context.Context, c *check, first bool) {
-	if first {
-		// The first execution waits for the probes it depends on, so that it sees their verdicts.
-		m.mu.Lock()
-		var deps []chan struct{}
-		for _, d := range c.def.DependsOn {
-			if dc := m.checks[d]; dc != nil {
-				deps = append(deps, dc.first)
-			}
+func (m *Monitor) runCheck(ctx context.Context, c *check) {
+	// Dependents waiting for this probe's first result must not wait forever when it is stopped first.
+	defer c.firstOnce.Do(func() { close(c.first) })
+	// The first execution waits for the probes it depends on, so that it sees their verdicts.
+	m.mu.Lock()
+	var deps []chan struct{}
+	for _, d := range c.def.DependsOn {
+		if dc := m.checks[d]; dc != nil {
+			deps = append(deps, dc.first)
 		}
-		m.mu.Unlock()
-		for _, d := range deps {
-			select {
-			case <-d:
-			case <-ctx.Done():
-				return
-			}
-		}
-		m.execute(ctx, c)
-		c.firstOnce.Do(func() { close(c.first) })
 	}
+	m.mu.Unlock()
+	for _, d := range deps {
+		select {
+		case <-d:
+		case <-ctx.Done():
+			return
+		}
+	}
+	m.execute(ctx, c)
+	c.firstOnce.Do(func() { close(c.first) })
+
 	jitter := m.jitter()
 	for {
 		wait := c.def.Interval
@@ -535,11 +536,13 @@ func (m *Monitor) build(loaded *config.Loaded, old map[string]*check) (map[strin
 	return out, nil
 }
 
-func (m *Monitor) currentBulkhead(max int) bulkhead.Bulkhead[probes.Result] {
+// currentBulkhead returns the global bulkhead, made on first use with n slots. A reload does not resize
+// it: probes that kept running hold it.
+func (m *Monitor) currentBulkhead(n int) bulkhead.Bulkhead[probes.Result] {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.bulkhead == nil {
-		m.bulkhead = breakers.NewBulkhead(max)
+		m.bulkhead = breakers.NewBulkhead(n)
 	}
 	return m.bulkhead
 }
@@ -563,7 +566,7 @@ func (m *Monitor) install(loaded *config.Loaded, checks map[string]*check) {
 }
 
 // apply swaps in a new config from the Run loop.
-func (m *Monitor) apply(loaded *config.Loaded, start func(*check, bool), stop func([]*check)) error {
+func (m *Monitor) apply(loaded *config.Loaded, start func(*check), stop func([]*check)) error {
 	m.mu.Lock()
 	old := m.checks
 	m.mu.Unlock()
@@ -591,7 +594,7 @@ func (m *Monitor) apply(loaded *config.Loaded, start func(*check, bool), stop fu
 	}
 	for _, c := range checks {
 		if !kept[c] {
-			start(c, true)
+			start(c)
 		}
 	}
 	m.setConfigInfo(loaded, probes.Reload{At: time.Now(), Success: true})

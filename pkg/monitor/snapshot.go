@@ -130,7 +130,7 @@ func (s *Snapshot) prepare(legacy json.RawMessage, legacyName string) error {
 	}
 	open := []string{}
 	for _, b := range s.Breakers {
-		if b.State != breakers.Closed {
+		if b.State == breakers.Open {
 			open = append(open, b.Name)
 		}
 	}

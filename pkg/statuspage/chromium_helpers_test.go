@@ -1,0 +1,287 @@
+package statuspage_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/coder/websocket/wsjson"
+)
+
+const chromiumPath = "/usr/bin/chromium"
+
+// chromium is a headless Chromium driven over the DevTools protocol: one page, one CDP session.
+type chromium struct {
+	t       *testing.T
+	cmd     *exec.Cmd
+	stderr  chan struct{} // closed when stderr is drained
+	browser *websocket.Conn
+	page    *websocket.Conn
+	nextID  int64
+}
+
+var devtoolsURL = regexp.MustCompile(`DevTools listening on (ws://\S+)`)
+
+// startChromium launches headless Chromium with an about:blank page and connects to it. It skips the test
+// when Chromium is not installed, unless CI is set.
+func startChromium(t *testing.T, ctx context.Context) *chromium {
+	t.Helper()
+	if _, err := os.Stat(chromiumPath); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("CI is set but %s is missing: %v", chromiumPath, err)
+		}
+		t.Skipf("%s not installed (apt-get install -y chromium)", chromiumPath)
+	}
+	cmd := exec.Command(chromiumPath,
+		"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-background-networking",
+		"--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
+		"--user-data-dir="+t.TempDir(), "--window-size=1280,900",
+		"--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0", "about:blank")
+	// Its own process group, so that cleanup can end the renderer and helper processes it forks too.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	errPipe, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	c := &chromium{t: t, cmd: cmd, stderr: make(chan struct{})}
+	t.Cleanup(c.close)
+
+	found := make(chan string, 1)
+	go func() {
+		defer close(c.stderr)
+		sc := bufio.NewScanner(errPipe)
+		sent := false
+		for sc.Scan() {
+			if m := devtoolsURL.FindStringSubmatch(sc.Text()); m != nil && !sent {
+				found <- m[1]
+				sent = true
+			}
+		}
+		_, _ = io.Copy(io.Discard, errPipe)
+	}()
+	var wsURL string
+	select {
+	case wsURL = <-found:
+	case <-c.stderr:
+		t.Fatal("chromium exited before listening for DevTools")
+	case <-time.After(60 * time.Second):
+		t.Fatal("chromium did not start listening for DevTools within 60s")
+	case <-ctx.Done():
+		t.Fatal(ctx.Err())
+	}
+
+	c.browser = dial(t, ctx, wsURL)
+	hostPort := strings.Split(strings.TrimPrefix(wsURL, "ws://"), "/")[0]
+	var targets []struct {
+		Type, URL, WebSocketDebuggerURL string
+	}
+	resp, err := http.Get("http://" + hostPort + "/json/list")
+	if err != nil {
+		t.Fatalf("list targets: %v", err)
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(&targets); err != nil {
+		t.Fatalf("decode targets: %v", err)
+	}
+	for _, tg := range targets {
+		if tg.Type == "page" {
+			c.page = dial(t, ctx, tg.WebSocketDebuggerURL)
+			return c
+		}
+	}
+	t.Fatalf("no page target in %+v", targets)
+	return nil
+}
+
+func dial(t *testing.T, ctx context.Context, url string) *websocket.Conn {
+	t.Helper()
+	conn, _, err := websocket.Dial(ctx, url, nil)
+	if err != nil {
+		t.Fatalf("dial %s: %v", url, err)
+	}
+	conn.SetReadLimit(64 << 20) // screenshots
+	return conn
+}
+
+// call sends one CDP command on conn and waits for its answer, skipping events.
+func (c *chromium) call(ctx context.Context, conn *websocket.Conn, method string, params any, result any) error {
+	c.nextID++
+	id := c.nextID
+	if params == nil {
+		params = struct{}{}
+	}
+	if err := wsjson.Write(ctx, conn, map[string]any{"id": id, "method": method, "params": params}); err != nil {
+		return fmt.Errorf("%s: %w", method, err)
+	}
+	for {
+		var msg struct {
+			ID     int64           `json:"id"`
+			Result json.RawMessage `json:"result"`
+			Error  *struct {
+				Message string `json:"message"`
+			} `json:"error"`
+		}
+		if err := wsjson.Read(ctx, conn, &msg); err != nil {
+			return fmt.Errorf("%s: %w", method, err)
+		}
+		if msg.ID != id {
+			continue // an event, or an answer to nothing we wait for
+		}
+		if msg.Error != nil {
+			return fmt.Errorf("%s: %s", method, msg.Error.Message)
+		}
+		if result == nil {
+			return nil
+		}
+		return json.Unmarshal(msg.Result, result)
+	}
+}
+
+// do is call on the page, failing the test on error.
+func (c *chromium) do(ctx context.Context, method string, params any, result any) {
+	c.t.Helper()
+	if err := c.call(ctx, c.page, method, params, result); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// navigate loads url and waits until the document has loaded.
+func (c *chromium) navigate(ctx context.Context, url string) {
+	c.t.Helper()
+	var nav struct {
+		ErrorText string `json:"errorText"`
+	}
+	c.do(ctx, "Page.navigate", map[string]any{"url": url}, &nav)
+	if nav.ErrorText != "" {
+		c.t.Fatalf("navigate %s: %s", url, nav.ErrorText)
+	}
+	c.waitFor(ctx, "document loaded", `document.readyState === "complete" && location.href === `+jsString(url), nil)
+}
+
+// eval evaluates a JavaScript expression in the page and decodes its JSON-able value into out.
+func (c *chromium) eval(ctx context.Context, expr string, out any) error {
+	var res struct {
+		Result struct {
+			Value json.RawMessage `json:"value"`
+		} `json:"result"`
+		ExceptionDetails *struct {
+			Text string `json:"text"`
+		} `json:"exceptionDetails"`
+	}
+	if err := c.call(ctx, c.page, "Runtime.evaluate", map[string]any{"expression": expr, "returnByValue": true}, &res); err != nil {
+		return err
+	}
+	if res.ExceptionDetails != nil {
+		return fmt.Errorf("evaluate %q: %s", expr, res.ExceptionDetails.Text)
+	}
+	if len(res.Result.Value) == 0 {
+		return errors.New("evaluate: no value")
+	}
+	return json.Unmarshal(res.Result.Value, out)
+}
+
+// waitFor polls a boolean expression until it is true; on timeout it fails and shows describe's value.
+func (c *chromium) waitFor(ctx context.Context, what, expr string, describe func() string) {
+	c.t.Helper()
+	deadline := time.After(60 * time.Second)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	var lastErr error
+	for {
+		var ok bool
+		if lastErr = c.eval(ctx, expr, &ok); lastErr == nil && ok {
+			return
+		}
+		select {
+		case <-deadline:
+			msg := fmt.Sprintf("waiting for %s: timed out (last error: %v)", what, lastErr)
+			if describe != nil {
+				msg += "\n" + describe()
+			}
+			c.t.Fatal(msg)
+		case <-ctx.Done():
+			c.t.Fatal(ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
+// screenshot saves a PNG of the page into dir and returns its path.
+func (c *chromium) screenshot(ctx context.Context, dir, name string) string {
+	c.t.Helper()
+	var shot struct {
+		Data string `json:"data"`
+	}
+	c.do(ctx, "Page.captureScreenshot", map[string]any{"format": "png", "captureBeyondViewport": true}, &shot)
+	png, err := base64.StdEncoding.DecodeString(shot.Data)
+	if err != nil {
+		c.t.Fatalf("decode screenshot: %v", err)
+	}
+	if len(png) < 8 || string(png[1:4]) != "PNG" {
+		c.t.Fatalf("screenshot is not a PNG (%d bytes)", len(png))
+	}
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, png, 0o644); err != nil {
+		c.t.Fatalf("write screenshot: %v", err)
+	}
+	return p
+}
+
+// close asks Chromium to quit, then ends its process group if it does not, and waits for it.
+func (c *chromium) close() {
+	if c.browser != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_ = c.call(ctx, c.browser, "Browser.close", nil, nil)
+		cancel()
+	}
+	// stderr reaches EOF once every process holding it (the browser and the helpers it forked) is gone.
+	select {
+	case <-c.stderr:
+	case <-time.After(15 * time.Second):
+		_ = syscall.Kill(-c.cmd.Process.Pid, syscall.SIGKILL)
+		select {
+		case <-c.stderr:
+		case <-time.After(5 * time.Second):
+		}
+	}
+	_ = c.cmd.Wait() // also closes our end of the pipe, should a helper still hold its end
+	<-c.stderr
+	for _, conn := range []*websocket.Conn{c.page, c.browser} {
+		if conn != nil {
+			_ = conn.CloseNow()
+		}
+	}
+}
+
+func jsString(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
+}
+
+// artifactsDir is where screenshots are kept: $HEALTH_AGENT_ARTIFACTS, else the test's temp dir.
+func artifactsDir(t *testing.T) string {
+	if d := os.Getenv("HEALTH_AGENT_ARTIFACTS"); d != "" {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	return t.TempDir()
+}
