@@ -23,7 +23,7 @@ import (
 
 const lifecycleConfig = `
 server: { shutdownDelay: %s }
-defaults: { interval: 100ms, timeout: 1s, retry: { maxRetries: 0 } }
+defaults: { interval: 500ms, timeout: 1s, retry: { maxRetries: 0 } }
 probes:
   - { name: app, kind: http, critical: true, url: "%s" }
   - { name: config, kind: config }

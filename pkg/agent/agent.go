@@ -201,7 +201,10 @@ func (a *Agent) Reload(ctx context.Context) error {
 	a.reload.Lock()
 	defer a.reload.Unlock()
 	loaded, err := LoadConfig(a.opts.ConfigPath, a.opts.Kinds, a.opts.LookupEnv)
-	if err == nil && loaded.SHA256 == a.current.Load().SHA256 {
+	// After a rejected reload, the running config coming back (a rollback) is applied, not skipped, so
+	// that the config check stops reporting the rejection.
+	last := a.monitor.ConfigInfo().LastReload
+	if err == nil && loaded.SHA256 == a.current.Load().SHA256 && (last.At.IsZero() || last.Success) {
 		a.log.Info("config unchanged, nothing to reload", "sha256", loaded.SHA256)
 		return nil
 	}

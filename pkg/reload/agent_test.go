@@ -58,10 +58,11 @@ func newDeadDependency(t *testing.T) *deadDependency {
 
 // The dead probe's breaker opens after two failures and stays open for an hour: across every reload
 // below it must stay open, untouched. Only the live probe's interval, and the extra probe, change.
+// Intervals are long enough that a verdict does not go stale (3 intervals) on a loaded machine.
 const reloadConfig = `
 server: { shutdownDelay: 0s }
 defaults:
-  interval: 50ms
+  interval: 400ms
   timeout: 1s
   failuresBeforeUnhealthy: 1
   retry: { maxRetries: 0 }
@@ -120,9 +121,9 @@ func TestWatchReloadsAgent(t *testing.T) {
 			cfg := func(interval, extra string) []byte {
 				return fmt.Appendf(nil, reloadConfig, dead.ln.Addr(), live.URL, interval, extra)
 			}
-			v1 := cfg("50ms", "")
-			v2 := cfg("70ms", fmt.Sprintf("  - { name: extra, kind: tcp, critical: false, address: %q }\n", liveAddr))
-			v3 := cfg("60ms", "")
+			v1 := cfg("300ms", "")
+			v2 := cfg("350ms", fmt.Sprintf("  - { name: extra, kind: tcp, critical: false, address: %q }\n", liveAddr))
+			v3 := cfg("250ms", "")
 
 			path, update := u.setup(t, v1)
 			a := runAgent(t, path)
@@ -143,7 +144,7 @@ func TestWatchReloadsAgent(t *testing.T) {
 					opened.State, opened.LastStateChange, opened.Transitions, b.State, b.LastStateChange, b.Transitions)
 			}
 			if c := s.Check("dead"); c.Status != probes.Unhealthy {
-				t.Fatalf("the dead probe is %s after the reload, want unhealthy", c.Status)
+				t.Fatalf("the dead probe is %s (%s) after the reload, want unhealthy", c.Status, c.Reason)
 			}
 			waitUntil(t, "the extra probe healthy", func() bool {
 				c := snap(a).Check("extra")
@@ -161,9 +162,20 @@ func TestWatchReloadsAgent(t *testing.T) {
 				t.Fatalf("the invalid config replaced the running one: %+v, probes %v", s.Config, names(s))
 			}
 			hits := liveHits.Load()
-			waitUntil(t, "the live probe still running", func() bool { return liveHits.Load() > hits+3 })
-			if !snap(a).Ready() {
-				t.Fatal("not ready after a rejected reload")
+			waitUntil(t, "the live probe still running", func() bool { return liveHits.Load() > hits+2 })
+			if s := snap(a); !s.Ready() {
+				t.Fatalf("not ready after a rejected reload: live is %s (%s)", s.Check("live").Status, s.Check("live").Reason)
+			}
+
+			// A rollback to the running config: nothing to apply, but the config check is healthy again,
+			// since the file no longer holds the rejected config.
+			update(t, v2)
+			waitUntil(t, "the config check healthy after the rollback", func() bool {
+				c := snap(a).Check("config")
+				return c != nil && c.Status == probes.Healthy
+			})
+			if s := snap(a); s.Config.SHA256 != sum(v2) || !s.Config.LastReload.Success {
+				t.Fatalf("after the rollback: %+v", s.Config)
 			}
 
 			// A fix: applied, the config check healthy again, the breaker still untouched.
