@@ -51,8 +51,10 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	agentBin = filepath.Join(dir, "agent")
-	build := exec.Command("go", "build", "-o", agentBin, "./cmd/agent")
+	// Built as the Dockerfile builds it, so TestImage's build of the same sources hits the build cache.
+	build := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w -X main.version=manifest-test", "-o", agentBin, "./cmd/agent")
 	build.Dir = filepath.Join("..", "..")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "build the agent: %v\n%s", err, out)
 		os.RemoveAll(dir)
