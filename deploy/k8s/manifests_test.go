@@ -15,6 +15,7 @@ import (
 	"path"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -409,7 +410,7 @@ func checkPod(t *testing.T, r *rendered) []byte {
 		if !mounted {
 			t.Error("the agent does not mount the config")
 		}
-		if !contains(agent.Args, "--config="+configMount+"/"+configKey) {
+		if !slices.Contains(agent.Args, "--config="+configMount+"/"+configKey) {
 			t.Errorf("agent args %q do not point --config at the mounted file", agent.Args)
 		}
 	})
@@ -468,15 +469,6 @@ func podEnv(c *corev1.Container) []string {
 		}
 	}
 	return env
-}
-
-func contains(ss []string, s string) bool {
-	for _, x := range ss {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 func TestBase(t *testing.T) {
