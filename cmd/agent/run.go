@@ -122,9 +122,8 @@ func serve(ctx context.Context, args []string, stderr io.Writer, lookup func(str
 		fmt.Fprintln(stderr, err)
 		return exitUsage
 	}
-	loaded, err := agent.LoadConfig(*cfgPath, probes.Kinds, lookup)
-	if err != nil {
-		printConfigError(stderr, sourceName(*cfgPath), err)
+	loaded, ok := loadConfig(stderr, *cfgPath, lookup)
+	if !ok {
 		return exitUsage
 	}
 	for _, w := range loaded.Warnings {
@@ -202,6 +201,17 @@ func sourceName(path string) string {
 	return path
 }
 
+// loadConfig loads the config at path (the embedded default when empty), printing every problem of a
+// bad one to stderr.
+func loadConfig(stderr io.Writer, path string, lookup func(string) (string, bool)) (*config.Loaded, bool) {
+	loaded, err := agent.LoadConfig(path, probes.Kinds, lookup)
+	if err != nil {
+		printConfigError(stderr, sourceName(path), err)
+		return nil, false
+	}
+	return loaded, true
+}
+
 // printConfigError prints every problem of a bad config, one per line.
 func printConfigError(w io.Writer, source string, err error) {
 	if !errors.Is(err, config.ErrInvalid) {
@@ -232,9 +242,8 @@ func validate(args []string, stdout, stderr io.Writer, lookup func(string) (stri
 		fmt.Fprintf(stderr, "unexpected arguments: %v\n%s", fs.Args(), usage)
 		return exitUsage
 	}
-	loaded, err := agent.LoadConfig(*cfgPath, probes.Kinds, lookup)
-	if err != nil {
-		printConfigError(stderr, sourceName(*cfgPath), err)
+	loaded, ok := loadConfig(stderr, *cfgPath, lookup)
+	if !ok {
 		return exitUsage
 	}
 	for _, w := range loaded.Warnings {
@@ -259,9 +268,8 @@ func probe(ctx context.Context, args []string, stdout, stderr io.Writer, lookup 
 		fmt.Fprint(stderr, "probe needs exactly one probe NAME\n"+usage)
 		return exitUsage
 	}
-	loaded, err := agent.LoadConfig(*cfgPath, probes.Kinds, lookup)
-	if err != nil {
-		printConfigError(stderr, sourceName(*cfgPath), err)
+	loaded, ok := loadConfig(stderr, *cfgPath, lookup)
+	if !ok {
 		return exitUsage
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
