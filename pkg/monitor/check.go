@@ -35,8 +35,13 @@ type check struct {
 	everHealthy          bool
 	blockedBy            string
 	transitions          uint64
-	timeline             [timelineLen]Point
-	timelineN            int
+	// flaps counts changes of the raw outcome (failed or not) between consecutive executions, before
+	// hysteresis: a flapping dependency shows here even while its verdict holds still.
+	flaps      uint64
+	outcomes   uint64 // executions that succeeded or failed (an Unknown result is neither)
+	lastFailed bool   // the previous such execution failed
+	timeline   [timelineLen]Point
+	timelineN  int
 
 	kick      chan struct{} // a dependency changed: run now (capacity 1)
 	first     chan struct{} // closed after the first execution; dependents' first runs wait for it
@@ -79,6 +84,13 @@ func fingerprint(def config.Probe) string {
 // only after successesBeforeHealthy consecutive successes.
 func (c *check) record(now time.Time, res probes.Result, err error, dur time.Duration) (changed bool) {
 	c.executions++
+	if failed := err != nil; res.Status != probes.Unknown || failed {
+		if c.outcomes > 0 && failed != c.lastFailed {
+			c.flaps++
+		}
+		c.outcomes++
+		c.lastFailed = failed
+	}
 	c.duration = dur
 	c.lastChecked = now
 	c.blockedBy = ""

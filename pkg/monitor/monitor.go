@@ -469,7 +469,7 @@ func (m *Monitor) publishLocked(now time.Time) {
 			Name: c.def.Name, Kind: c.def.Kind, Critical: c.def.Critical,
 			Status: m.viewStatus(c, now), Reason: c.reason, Duration: c.duration,
 			LastChecked: c.lastChecked, LastSuccess: c.lastSuccess, LastTransition: c.lastTransition,
-			ConsecutiveFailures: c.consecutiveFailures, Transitions: c.transitions,
+			ConsecutiveFailures: c.consecutiveFailures, Transitions: c.transitions, Flaps: c.flaps,
 			EverHealthy: c.everHealthy, DependsOn: c.def.DependsOn, BlockedBy: c.blockedBy,
 			Fields: c.fields, Timeline: c.recent(),
 		}

@@ -44,6 +44,7 @@ type CheckView struct {
 	LastTransition      time.Time
 	ConsecutiveFailures int
 	Transitions         uint64
+	Flaps               uint64 // changes between failed and succeeded executions, before hysteresis
 	EverHealthy         bool
 	Breaker             string // "" for local kinds
 	DependsOn           []string
@@ -179,6 +180,7 @@ func (s *Snapshot) prepare(legacy json.RawMessage, legacyName string) error {
 		m["lastTransition"] = timeOrNil(c.LastTransition)
 		m["consecutiveFailures"] = c.ConsecutiveFailures
 		m["transitions"] = c.Transitions
+		m["flaps"] = c.Flaps
 		m["reason"] = c.Reason
 		m["breaker"] = nilIfEmpty(c.Breaker)
 		m["dependsOn"] = nonNil(c.DependsOn)
