@@ -161,12 +161,28 @@ func (c *check) recent() []Point {
 	return out
 }
 
-// staleAfter is how old a verdict may get before it is reported unknown: 3 intervals, stretched when
-// the dependency asked us to wait longer.
+// staleAfter is how old a verdict may get before it is reported unknown: 3 intervals on top of the time
+// one execution may take (see budget), stretched when the dependency asked us to wait longer. Counting
+// the execution's own time keeps a dependency that answers slowly, but within its timeout, from going
+// stale between two good results; a probe stuck past its timeout still goes stale.
 func (c *check) staleAfter() time.Duration {
-	d := 3 * c.def.Interval
+	d := 3*c.def.Interval + c.budget()
 	if !c.notBefore.IsZero() && c.notBefore.Sub(c.lastChecked) > c.def.Interval {
-		d = 2*c.def.Interval + c.notBefore.Sub(c.lastChecked)
+		d = 2*c.def.Interval + c.notBefore.Sub(c.lastChecked) + c.budget()
 	}
 	return d
+}
+
+// budget is the longest one execution may take: every attempt's timeout and the backoffs (with
+// jitter) between them. Local probes have no retries. Computed in float64 and capped, so absurd
+// (but valid) retry counts cannot overflow.
+func (c *check) budget() time.Duration {
+	attempts, backoffs := 1.0, 0.0
+	if r := c.def.Retry; !c.def.Local && r.MaxRetries > 0 {
+		attempts += float64(r.MaxRetries)
+		backoffs = float64(r.MaxRetries) * float64(max(r.Backoff, r.MaxBackoff)) * (1 + min(max(r.Jitter, 0), 1))
+	}
+	b := attempts*float64(max(c.def.Timeout, 0)) + backoffs
+	const limit = float64(100 * 365 * 24 * time.Hour)
+	return time.Duration(min(b, limit))
 }

@@ -477,8 +477,11 @@ func (m *Monitor) publishLocked(now time.Time) {
 			v.Breaker = c.def.Breaker()
 		}
 		if v.Status == probes.Unknown && c.status != probes.Unknown {
-			v.Reason = fmt.Sprintf("stale: last result %s ago (was %s: %s)",
-				now.Sub(c.lastChecked).Round(time.Second), c.status, c.reason)
+			was := string(c.status)
+			if c.reason != "" {
+				was += ": " + c.reason
+			}
+			v.Reason = fmt.Sprintf("stale: last result %s ago (was %s)", now.Sub(c.lastChecked).Round(time.Millisecond), was)
 		}
 		if v.Critical && !v.EverHealthy {
 			s.Starting = true

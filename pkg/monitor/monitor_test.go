@@ -22,7 +22,8 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 type dep struct {
 	mu    sync.Mutex
 	err   error
-	hang  bool // block until the attempt's context is done
+	hang  bool          // block until the attempt's context is done
+	stuck chan struct{} // non-nil: block until it is closed, ignoring the context (a broken kind)
 	calls atomic.Int64
 	world *world
 	name  string
@@ -37,11 +38,15 @@ func (d *dep) set(err error, hang bool) {
 func (d *dep) Check(ctx context.Context) (probes.Result, error) {
 	d.calls.Add(1)
 	d.mu.Lock()
-	err, hang := d.err, d.hang
+	err, hang, stuck := d.err, d.hang, d.stuck
 	d.mu.Unlock()
 	d.world.mu.Lock()
 	d.world.order = append(d.world.order, d.name)
 	d.world.mu.Unlock()
+	if stuck != nil {
+		<-stuck
+		return probes.Result{}, errors.New("was stuck")
+	}
 	if hang {
 		<-ctx.Done()
 		return probes.Result{}, ctx.Err()
@@ -230,10 +235,15 @@ func TestStaleResultIsUnknown(t *testing.T) {
 	w := newWorld("slow")
 	p := fake("slow", true)
 	p.Interval = 20 * time.Millisecond
-	p.Timeout = time.Minute // the attempt outlives three intervals
+	p.Timeout = 50 * time.Millisecond
+	stuck := make(chan struct{})
 	m := start(t, w, loaded(p))
+	t.Cleanup(func() { close(stuck) }) // runs before start's cleanup stops the monitor
 	waitFor(t, m, "healthy", func(s *Snapshot) bool { return status(s, "slow") == probes.Healthy })
-	w.deps["slow"].set(nil, true)
+	// A kind that ignores its deadline: the attempt outlives three intervals and its timeout.
+	w.deps["slow"].mu.Lock()
+	w.deps["slow"].stuck = stuck
+	w.deps["slow"].mu.Unlock()
 	s := waitFor(t, m, "unknown", func(s *Snapshot) bool { return status(s, "slow") == probes.Unknown })
 	if s.Ready() || s.Overall != probes.Unhealthy {
 		t.Fatalf("a stale critical probe must fail readiness: ready %v overall %s", s.Ready(), s.Overall)
