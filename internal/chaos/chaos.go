@@ -25,7 +25,7 @@ type Kind int
 // The behaviours a Mode can take.
 const (
 	OK          Kind = iota // 200 with Mode.Body (default {"status":"ok"})
-	Status                  // Mode.Code with a small JSON error body
+	Status                  // Mode.Code with Mode.Body, or a small JSON error body
 	Slow                    // wait Mode.Delay, then answer as OK
 	Hang                    // never answer: hold the request until the client or the server gives up
 	Reset                   // take the request, then reset the connection (TCP RST) without a byte of answer
@@ -44,21 +44,24 @@ type Mode struct {
 	Delay      time.Duration // Slow
 	RetryAfter string        // TooMany: the header value
 	Every      int           // Flap
-	Body       string        // OK, Slow, Flap's good half: the body (default {"status":"ok"})
+	Body       string        // OK, Slow, Flap's good half (default {"status":"ok"}), Status
 }
 
 // Modes, named as the tests read them.
-func Healthy() Mode                   { return Mode{Kind: OK} }
-func Failing(code int) Mode           { return Mode{Kind: Status, Code: code} }
-func Slowed(d time.Duration) Mode     { return Mode{Kind: Slow, Delay: d} }
-func Hanging() Mode                   { return Mode{Kind: Hang} }
-func Resetting() Mode                 { return Mode{Kind: Reset} }
-func Garbage() Mode                   { return Mode{Kind: GarbageBody} }
-func NotHTTP() Mode                   { return Mode{Kind: GarbageWire} }
-func EndlessBody() Mode               { return Mode{Kind: Endless} }
-func RateLimited(after string) Mode   { return Mode{Kind: TooMany, RetryAfter: after} }
-func Flapping(every int) Mode         { return Mode{Kind: Flap, Every: max(every, 1)} }
-func Echoing(code int) Mode           { return Mode{Kind: Echo, Code: code} }
+func Healthy() Mode                 { return Mode{Kind: OK} }
+func Failing(code int) Mode         { return Mode{Kind: Status, Code: code} }
+func Slowed(d time.Duration) Mode   { return Mode{Kind: Slow, Delay: d} }
+func Hanging() Mode                 { return Mode{Kind: Hang} }
+func Resetting() Mode               { return Mode{Kind: Reset} }
+func Garbage() Mode                 { return Mode{Kind: GarbageBody} }
+func NotHTTP() Mode                 { return Mode{Kind: GarbageWire} }
+func EndlessBody() Mode             { return Mode{Kind: Endless} }
+func RateLimited(after string) Mode { return Mode{Kind: TooMany, RetryAfter: after} }
+func Flapping(every int) Mode       { return Mode{Kind: Flap, Every: max(every, 1)} }
+func Echoing(code int) Mode         { return Mode{Kind: Echo, Code: code} }
+func Responding(code int, body string) Mode {
+	return Mode{Kind: Status, Code: code, Body: body}
+}
 func Answering(body string) Mode      { return Mode{Kind: OK, Body: body} }
 func (m Mode) WithBody(b string) Mode { m.Body = b; return m }
 
@@ -230,6 +233,10 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	case OK:
 		answer(w, m.Body)
 	case Status:
+		if m.Body != "" {
+			writeJSON(w, m.Code, m.Body)
+			break
+		}
 		writeJSON(w, m.Code, fmt.Sprintf(`{"status":"error","code":%d}`, m.Code))
 	case Slow:
 		t := time.NewTimer(m.Delay)
@@ -271,11 +278,18 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 			writeJSON(w, http.StatusInternalServerError, `{"status":"error"}`)
 		}
 	case Echo:
+		// Each header as a member (lower-cased name), and all of them in err and message, where Figma and
+		// JSON-RPC servers put their error text.
+		out := map[string]string{}
 		var vals []string
 		for _, k := range slices.Sorted(maps.Keys(r.Header)) {
-			vals = append(vals, k+"="+strings.Join(r.Header[k], ","))
+			v := strings.Join(r.Header[k], ",")
+			out[strings.ToLower(k)] = v
+			vals = append(vals, k+"="+v)
 		}
-		b, _ := json.Marshal(map[string]string{"err": strings.Join(vals, " "), "message": "you sent " + strings.Join(vals, " ")})
+		out["err"] = strings.Join(vals, " ")
+		out["message"] = "you sent " + out["err"]
+		b, _ := json.Marshal(out)
 		writeJSON(w, m.Code, string(b))
 	default:
 		writeJSON(w, http.StatusNotImplemented, `{"status":"unknown chaos mode"}`)

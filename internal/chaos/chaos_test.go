@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -73,6 +74,11 @@ func TestModes(t *testing.T) {
 				t.Fatalf("%+v", r)
 			}
 		}},
+		{"custom status and body", Responding(403, `{"err":"no"}`), func(t *testing.T, r reply) {
+			if r.code != 403 || r.body != `{"err":"no"}` {
+				t.Fatalf("%+v", r)
+			}
+		}},
 		{"500", Failing(500), func(t *testing.T, r reply) {
 			if r.err != nil || r.code != 500 {
 				t.Fatalf("%+v", r)
@@ -114,7 +120,7 @@ func TestModes(t *testing.T) {
 			}
 		}},
 		{"echo", Echoing(403), func(t *testing.T, r reply) {
-			if r.code != 403 || !strings.Contains(r.body, "X-Secret=hush") {
+			if r.code != 403 || !strings.Contains(r.body, "X-Secret=hush") || !strings.Contains(r.body, `"x-secret":"hush"`) {
 				t.Fatalf("%+v", r)
 			}
 		}},
@@ -141,7 +147,7 @@ func TestFlapAndSet(t *testing.T) {
 	for range 6 {
 		codes = append(codes, get(c, s.URL()).code)
 	}
-	if want := []int{200, 200, 500, 500, 200, 200}; !equal(codes, want) {
+	if want := []int{200, 200, 500, 500, 200, 200}; !slices.Equal(codes, want) {
 		t.Fatalf("flapping every 2: %v, want %v", codes, want)
 	}
 	if s.Requests() != 7 || s.Mode().Kind != Flap {
@@ -190,16 +196,4 @@ func TestCloseReleasesHeldRequests(t *testing.T) {
 			}
 		})
 	}
-}
-
-func equal(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }

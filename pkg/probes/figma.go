@@ -232,7 +232,7 @@ func (p *figmaProbe) Check(ctx context.Context) (Result, error) {
 		fields["handle"] = me.Handle
 		return res, nil
 	case code == http.StatusUnauthorized || code == http.StatusForbidden:
-		detail := figmaErrorDetail(body)
+		detail := figmaErrorDetail(body, token)
 		if detail != "" {
 			detail = ": " + detail
 		}
@@ -261,8 +261,9 @@ func (p *figmaProbe) Check(ctx context.Context) (Result, error) {
 }
 
 // figmaErrorDetail extracts Figma's own error text ({"status":403,"err":"Invalid token"}), short and
-// printable, or "".
-func figmaErrorDetail(body []byte) string {
+// printable, or "". The token is redacted before the text is clipped: a clip through the token would
+// otherwise leave a piece of it that no later redaction recognises.
+func figmaErrorDetail(body []byte, token string) string {
 	var e struct {
 		Err     string `json:"err"`
 		Message string `json:"message"`
@@ -280,6 +281,9 @@ func figmaErrorDetail(body []byte) string {
 		}
 		return r
 	}, s)
+	if token != "" {
+		s = strings.ReplaceAll(s, token, "[redacted]")
+	}
 	if len(s) > 200 {
 		s = s[:200] + "…"
 	}

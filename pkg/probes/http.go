@@ -161,7 +161,11 @@ func newHTTP(spec Spec) (Probe, error) {
 // condition holds. The body is read (at most maxBodyBytes) only when a condition or legacy needs it.
 func (p *httpProbe) Check(ctx context.Context) (Result, error) {
 	res := Result{Status: Unhealthy, Fields: map[string]any{}}
+	// The secret header values sent with this request: a dependency may echo them back (in a body a
+	// condition reads, in the app's legacy JSON), and they must not travel on into reasons or responses.
+	var secrets []string
 	fail := func(err error) (Result, error) {
+		err = redactError(err, secrets)
 		if p.legacy && res.Body == nil && res.Fields["legacyError"] == nil {
 			res.Fields["legacyError"] = err.Error()
 		}
@@ -184,6 +188,9 @@ func (p *httpProbe) Check(ctx context.Context) (Result, error) {
 		} else {
 			req.Header.Set(h.name, v)
 		}
+		if h.value.IsSecret() {
+			secrets = appendSecret(secrets, v, h.value.Prefix)
+		}
 	}
 
 	resp, err := p.client.Do(req)
@@ -204,10 +211,13 @@ func (p *httpProbe) Check(ctx context.Context) (Result, error) {
 	}
 	if p.legacy {
 		// Kept even when the status is unexpected: an app's 503 body says why it is unhealthy.
-		if json.Valid(body) {
-			res.Body = json.RawMessage(body)
-		} else {
+		switch kept := redactBody(body, secrets); {
+		case !json.Valid(body):
 			res.Fields["legacyError"] = errBodyNotJSON.Error()
+		case !json.Valid(kept) || holdsSecret(kept, secrets):
+			res.Fields["legacyError"] = "body withheld: it holds a secret header value this probe sends"
+		default:
+			res.Body = json.RawMessage(kept)
 		}
 	}
 
@@ -220,8 +230,17 @@ func (p *httpProbe) Check(ctx context.Context) (Result, error) {
 			return fail(err)
 		}
 		var failed []string
+		var shown any // doc with the secrets redacted, for messages: the verdict is taken on doc itself
 		for _, c := range p.conditions {
 			if err := c.check(doc); err != nil {
+				if len(secrets) > 0 {
+					if shown == nil {
+						shown = redactJSON(doc, secrets)
+					}
+					if err = c.check(shown); err == nil {
+						err = fmt.Errorf("json %s: unexpected value (withheld: it holds a secret header value)", c.Path)
+					}
+				}
 				failed = append(failed, err.Error())
 			}
 		}

@@ -1,14 +1,17 @@
 package probes
 
 import (
+	"bytes"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/health-agent/health-agent/pkg/config"
@@ -126,4 +129,123 @@ func retryAfter(h http.Header, now time.Time) time.Duration {
 		return min(t.Sub(now), 24*time.Hour)
 	}
 	return 0
+}
+
+// redacted replaces a secret in text shown to people.
+const redacted = "[redacted]"
+
+// appendSecret adds a resolved secret value to secrets, and the raw secret without its configured
+// prefix ("Bearer "), which a dependency may echo alone.
+func appendSecret(secrets []string, value, prefix string) []string {
+	if value != "" {
+		secrets = append(secrets, value)
+	}
+	if raw := strings.TrimPrefix(value, prefix); prefix != "" && raw != value && raw != "" {
+		secrets = append(secrets, raw)
+	}
+	return secrets
+}
+
+// redactError returns err with every secret replaced, keeping errors.Is working without unwrapping to
+// the original text.
+func redactError(err error, secrets []string) error {
+	if err == nil {
+		return nil
+	}
+	msg := redactText(err.Error(), secrets)
+	if msg == err.Error() {
+		return err
+	}
+	return &redactedError{msg: msg, err: err}
+}
+
+type redactedError struct {
+	msg string
+	err error
+}
+
+func (e *redactedError) Error() string        { return e.msg }
+func (e *redactedError) Is(target error) bool { return errors.Is(e.err, target) }
+
+func redactText(s string, secrets []string) string {
+	for _, sec := range secrets {
+		if sec != "" {
+			s = strings.ReplaceAll(s, sec, redacted)
+		}
+	}
+	return s
+}
+
+// redactBody replaces the secrets in a raw body. The result may no longer be valid JSON (a secret that
+// was a number): the caller checks.
+func redactBody(b []byte, secrets []string) []byte {
+	for _, sec := range secrets {
+		if sec != "" && bytes.Contains(b, []byte(sec)) {
+			b = bytes.ReplaceAll(b, []byte(sec), []byte(redacted))
+		}
+	}
+	return b
+}
+
+// redactJSON returns a copy of a decoded JSON document with the secrets replaced in every string, keys
+// included.
+func redactJSON(v any, secrets []string) any {
+	switch x := v.(type) {
+	case string:
+		return redactText(x, secrets)
+	case json.Number:
+		if s := redactText(string(x), secrets); s != string(x) {
+			return s
+		}
+		return x
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = redactJSON(e, secrets)
+		}
+		return out
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			out[redactText(k, secrets)] = redactJSON(e, secrets)
+		}
+		return out
+	default:
+		return v
+	}
+}
+
+// holdsSecret reports whether a JSON body still holds a secret once decoded (one written with escapes,
+// which redactBody cannot see).
+func holdsSecret(body []byte, secrets []string) bool {
+	if len(secrets) == 0 {
+		return false
+	}
+	doc, err := decodeJSONBody(body)
+	if err != nil {
+		return false
+	}
+	var holds func(v any) bool
+	holds = func(v any) bool {
+		switch x := v.(type) {
+		case string:
+			return redactText(x, secrets) != x
+		case json.Number:
+			return redactText(string(x), secrets) != string(x)
+		case []any:
+			for _, e := range x {
+				if holds(e) {
+					return true
+				}
+			}
+		case map[string]any:
+			for k, e := range x {
+				if holds(k) || holds(e) {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	return holds(doc)
 }
