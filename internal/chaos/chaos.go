@@ -101,11 +101,12 @@ var chunk = []byte(`{"status":"ok","filler":"` + strings.Repeat("x", 32<<10) + `
 
 // Server is the chaos dependency. Build it with New, Start it, Close it.
 type Server struct {
-	mu      sync.Mutex
-	mode    Mode
-	inMode  int64 // requests since the mode was set (Flap counts from here)
-	closed  bool
-	headers []http.Header // the last few requests' headers, for the tests that look at what was sent
+	mu       sync.Mutex
+	mode     Mode
+	inMode   int64 // requests since the mode was set (Flap counts from here)
+	closed   bool
+	headers  []http.Header // the last few requests' headers, for the tests that look at what was sent
+	arrivals []time.Time   // when the last few requests arrived
 
 	requests atomic.Int64
 	bodyOut  atomic.Int64 // body bytes written by Endless
@@ -180,6 +181,13 @@ func (s *Server) Headers() []http.Header {
 	return out
 }
 
+// Arrivals returns when the last requests (up to 256) arrived, oldest first.
+func (s *Server) Arrivals() []time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.arrivals)
+}
+
 // Close stops the server, cuts every connection (hung requests included) and waits until every
 // request it was serving has returned.
 func (s *Server) Close() error {
@@ -216,6 +224,10 @@ func (s *Server) enter(r *http.Request) (Mode, int64, bool) {
 	s.headers = append(s.headers, r.Header.Clone())
 	if len(s.headers) > 16 {
 		s.headers = slices.Delete(s.headers, 0, len(s.headers)-16)
+	}
+	s.arrivals = append(s.arrivals, time.Now())
+	if len(s.arrivals) > 256 {
+		s.arrivals = slices.Delete(s.arrivals, 0, len(s.arrivals)-256)
 	}
 	return s.mode, n, true
 }

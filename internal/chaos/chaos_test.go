@@ -156,6 +156,9 @@ func TestFlapAndSet(t *testing.T) {
 	if h := s.Headers(); len(h) != 7 || h[0].Get("User-Agent") == "" {
 		t.Fatalf("headers: %v", h)
 	}
+	if a := s.Arrivals(); len(a) != 7 || !slices.IsSortedFunc(a, func(x, y time.Time) int { return x.Compare(y) }) {
+		t.Fatalf("arrivals: %v", a)
+	}
 }
 
 func TestCloseReleasesHeldRequests(t *testing.T) {

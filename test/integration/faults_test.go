@@ -12,7 +12,7 @@ import (
 // faultConfig: one critical http probe on a chaos dependency, with short intervals and a breaker that
 // opens after 3 failed attempts of the last 5 and tries again after 400ms.
 const faultConfig = `
-server: { shutdownDelay: 0s }
+server: { shutdownDelay: 0s, detailsToken: "${DETAILS_TOKEN}" }
 scheduler: { jitter: 0 }
 defaults:
   interval: 50ms

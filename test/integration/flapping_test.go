@@ -11,7 +11,7 @@ import (
 // flapConfig: no retries (each execution is one request, so the dependency's alternation is the
 // probe's), and a breaker that alternation cannot open (at most 3 failures in any 5).
 const flapConfig = `
-server: { shutdownDelay: 0s }
+server: { shutdownDelay: 0s, detailsToken: "${DETAILS_TOKEN}" }
 scheduler: { jitter: 0 }
 defaults:
   interval: 30ms

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -138,6 +139,18 @@ type harness struct {
 
 func startAgent(t *testing.T, s setup) *harness {
 	t.Helper()
+	// Every agent runs with a details token, scanned for like any secret: a config that references
+	// ${DETAILS_TOKEN} gets it, so each suite doubles as a leak check.
+	if _, ok := s.env["DETAILS_TOKEN"]; !ok {
+		canary := newSecret("detailsToken")
+		s.env = maps.Clone(s.env)
+		if s.env == nil {
+			s.env = map[string]string{}
+		}
+		s.env["DETAILS_TOKEN"] = canary.value
+		s.secrets = append(slices.Clone(s.secrets), canary)
+		s.token = canary.value
+	}
 	path := filepath.Join(t.TempDir(), "agent.yaml")
 	writeFile(t, path, s.config)
 	lookup := func(k string) (string, bool) { v, ok := s.env[k]; return v, ok }

@@ -18,6 +18,7 @@ import (
 const hostileConfig = `
 server:
   shutdownDelay: 0s
+  detailsToken: "${DETAILS_TOKEN}"
   readHeaderTimeout: 500ms
   readTimeout: 1s
   writeTimeout: 2s

@@ -15,7 +15,7 @@ import (
 // that fails every other request, so it changes state every execution or two. Reloads alternate the
 // interval of `other` and leave flapper's definition (and so its breaker and state) alone.
 const churnConfig = `
-server: { shutdownDelay: 0s }
+server: { shutdownDelay: 0s, detailsToken: "${DETAILS_TOKEN}" }
 scheduler: { jitter: 0 }
 defaults:
   timeout: 250ms

@@ -12,7 +12,7 @@ import (
 )
 
 const stormConfig = `
-server: { shutdownDelay: 0s }
+server: { shutdownDelay: 0s, detailsToken: "${DETAILS_TOKEN}" }
 scheduler: { jitter: 0.1 }
 defaults:
   interval: 100ms
@@ -130,6 +130,18 @@ func TestNoRequestStorm(t *testing.T) {
 	// rejected without touching the dependency).
 	if limit := int64(window/(500*time.Millisecond)) + 1; deadN > limit {
 		t.Errorf("dead got %d requests in %s with its breaker open, want <= %d (one trial per delay)", deadN, window, limit)
+	}
+	// And spaced by the delay: each trial waits 500ms from the failure of the one before.
+	var trials []time.Time
+	for _, at := range dead.Arrivals() {
+		if at.After(start) {
+			trials = append(trials, at)
+		}
+	}
+	for i := 1; i < len(trials); i++ {
+		if gap := trials[i].Sub(trials[i-1]); gap < 490*time.Millisecond {
+			t.Errorf("two requests reached the dead dependency %s apart, with a 500ms breaker delay", gap)
+		}
 	}
 	if decoy.Requests() != 0 {
 		t.Errorf("the decoy named in requests got %d requests: a request chose a probe's target", decoy.Requests())
