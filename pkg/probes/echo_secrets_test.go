@@ -113,3 +113,24 @@ func TestFigmaClippedDetailKeepsNoPieceOfTheToken(t *testing.T) {
 	}
 	noPieceOf(t, "the error", err.Error(), echoToken)
 }
+
+// TestHTTPShortEnvValuesDoNotGarbleTheLegacyBody: a header from env that is a short word is not hunted
+// for in the legacy body (it would garble every occurrence), but still kept out of messages.
+func TestHTTPShortEnvValuesDoNotGarbleTheLegacyBody(t *testing.T) {
+	srv := serve(t, func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, `{"status":"ok","tenant":"acme","count":1}`)
+	})
+	p := buildHTTP(t, Spec{Name: "app", Legacy: true, Env: Env{LookupEnv: envMap(map[string]string{"TENANT": "acme"})},
+		Options: map[string]any{
+			"url":        srv.URL,
+			"headers":    map[string]any{"X-Tenant": map[string]any{"env": "TENANT"}},
+			"expectJSON": []any{map[string]any{"path": "tenant", "equals": "other"}},
+		}})
+	res, err := checkOnce(t, p)
+	if string(res.Body) != `{"status":"ok","tenant":"acme","count":1}` {
+		t.Errorf("legacy body %s, want it as the app sent it", res.Body)
+	}
+	if err == nil || !strings.Contains(err.Error(), `json tenant = "[redacted]"`) {
+		t.Errorf("error %v, want the value redacted from the message", err)
+	}
+}

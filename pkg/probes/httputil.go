@@ -176,11 +176,27 @@ func redactText(s string, secrets []string) string {
 	return s
 }
 
+// minBodySecret is the shortest header value redacted from a body. Any env or file value counts as a
+// secret, and a short one ("1", "json") would garble a legacy body (or have it withheld) wherever those
+// bytes occur; messages, which it cannot garble in a harmful way, are redacted of every length.
+const minBodySecret = 8
+
+// bodySecrets are the secrets long enough to redact from a body.
+func bodySecrets(secrets []string) []string {
+	var out []string
+	for _, s := range secrets {
+		if len(s) >= minBodySecret {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
 // redactBody replaces the secrets in a raw body. The result may no longer be valid JSON (a secret that
 // was a number): the caller checks.
 func redactBody(b []byte, secrets []string) []byte {
-	for _, sec := range secrets {
-		if sec != "" && bytes.Contains(b, []byte(sec)) {
+	for _, sec := range bodySecrets(secrets) {
+		if bytes.Contains(b, []byte(sec)) {
 			b = bytes.ReplaceAll(b, []byte(sec), []byte(redacted))
 		}
 	}
@@ -218,6 +234,7 @@ func redactJSON(v any, secrets []string) any {
 // holdsSecret reports whether a JSON body still holds a secret once decoded (one written with escapes,
 // which redactBody cannot see).
 func holdsSecret(body []byte, secrets []string) bool {
+	secrets = bodySecrets(secrets)
 	if len(secrets) == 0 {
 		return false
 	}
