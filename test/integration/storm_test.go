@@ -42,6 +42,8 @@ func hostile(decoy string) []struct {
 		{"/api/health/detailed?url=" + q, nil},
 		{"/readyz/steady?address=" + q, nil},
 		{"/readyz/" + url.PathEscape(decoy), nil},
+		{"/static/" + decoy + "/health", nil},
+		{"/static/..%2F..%2F" + url.PathEscape(decoy), nil},
 		{"/api/health", []string{"X-Forwarded-Host", decoy, "X-Forwarded-Proto", "http", "Forwarded", "host=" + decoy}},
 		{"/readyz?verbose", []string{"Host", decoy}},
 		{"/api/health/circuit-breakers", []string{"X-Original-URL", decoy + "/health", "X-Rewrite-URL", decoy}},
