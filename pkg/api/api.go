@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -40,6 +41,8 @@ type Options struct {
 type handler struct {
 	src  Source
 	opts Options
+	// The plain /readyz and /startupz answers for the latest snapshot (see kubeAnswer).
+	readyzPlain, startupzPlain atomic.Pointer[kubeAnswer]
 }
 
 // NewHandler returns the agent's HTTP handler.

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync/atomic"
 
 	"github.com/gin-gonic/gin"
 
@@ -22,45 +23,86 @@ type namedCheck struct {
 
 // livez checks the agent itself, never a dependency: a failing dependency must not restart the agent.
 func (h *handler) livez(c *gin.Context) {
-	h.kube(c, "livez", []namedCheck{
+	code, body := h.kube(c, "livez", []namedCheck{
 		{name: "ping", ok: true},
 		{name: "probe-loop", ok: h.src.Alive(h.opts.Now()), why: "the probe scheduler has stopped ticking"},
 	})
+	h.text(c, code, body)
+}
+
+// kubeAnswer is a kube endpoint's plain answer (no query, no check name) for one snapshot. Kubelets
+// and load balancers ask exactly this, many times per snapshot: it is built on the first request after
+// the snapshot changed and served as it is until the next one, so its cost does not grow with the
+// number of probes.
+type kubeAnswer struct {
+	snap *monitor.Snapshot
+	code int
+	body []byte
 }
 
 // readyz passes when no critical probe is unhealthy, blocked or unknown and the agent is not draining.
 func (h *handler) readyz(c *gin.Context) {
 	s := h.src.Snapshot()
+	h.kubeCached(c, &h.readyzPlain, s, "readyz", func(single string) []namedCheck { return readyChecks(s, single) })
+}
+
+func readyChecks(s *monitor.Snapshot, single string) []namedCheck {
+	shutdown := namedCheck{name: "shutdown", ok: !s.ShuttingDown, why: "shutting down"}
+	if single != "" {
+		// Asked for by name: only that check, with its own verdict, critical or not.
+		if single == shutdown.name {
+			return []namedCheck{shutdown}
+		}
+		if v := s.Check(single); v != nil {
+			return []namedCheck{{name: v.Name, ok: v.OK(), why: describe(v)}}
+		}
+		return nil
+	}
 	checks := make([]namedCheck, 0, len(s.Checks)+1)
-	checks = append(checks, namedCheck{name: "shutdown", ok: !s.ShuttingDown, why: "shutting down"})
-	single := c.Param("check")
+	checks = append(checks, shutdown)
 	for i := range s.Checks {
 		v := &s.Checks[i]
 		nc := namedCheck{name: v.Name, ok: v.Ready(), why: describe(v)}
-		switch {
-		case single == v.Name:
-			nc.ok = v.OK() // asked for by name: its own verdict, critical or not
-		case !v.Critical && !v.OK():
+		if !v.Critical && !v.OK() {
 			nc.note = "non-critical, " + describe(v)
 		case v.Status == probes.Degraded:
 			nc.note = describe(v)
 		}
 		checks = append(checks, nc)
 	}
-	h.kube(c, "readyz", checks)
+	return checks
 }
 
 // startupz passes once every critical probe has been healthy at least once.
 func (h *handler) startupz(c *gin.Context) {
 	s := h.src.Snapshot()
-	var checks []namedCheck
-	for i := range s.Checks {
-		v := &s.Checks[i]
-		if v.Critical || c.Param("check") == v.Name {
-			checks = append(checks, namedCheck{name: v.Name, ok: v.EverHealthy, why: "never healthy yet: " + describe(v)})
+	h.kubeCached(c, &h.startupzPlain, s, "startupz", func(single string) []namedCheck {
+		var checks []namedCheck
+		for i := range s.Checks {
+			v := &s.Checks[i]
+			if v.Critical || single == v.Name {
+				checks = append(checks, namedCheck{name: v.Name, ok: v.EverHealthy, why: "never healthy yet: " + describe(v)})
+			}
 		}
+		return checks
+	})
+}
+
+// kubeCached answers a kube endpoint about snapshot s, from cache when the request is plain and s has
+// not changed since the cached answer was built.
+func (h *handler) kubeCached(c *gin.Context, cache *atomic.Pointer[kubeAnswer], s *monitor.Snapshot, endpoint string,
+	checks func(single string) []namedCheck) {
+	single := c.Param("check")
+	plain := single == "" && c.Request.URL.RawQuery == ""
+	if a := cache.Load(); plain && a != nil && a.snap == s {
+		h.text(c, a.code, a.body)
+		return
 	}
-	h.kube(c, "startupz", checks)
+	code, body := h.kube(c, endpoint, checks(single))
+	if plain {
+		cache.Store(&kubeAnswer{snap: s, code: code, body: body})
+	}
+	h.text(c, code, body)
 }
 
 func describe(v *monitor.CheckView) string {
@@ -74,22 +116,35 @@ func describe(v *monitor.CheckView) string {
 }
 
 // kube answers like kube-apiserver: "ok", or with ?verbose (or on failure) one line per check, then a
-// verdict line; ?exclude=name skips a check; /<endpoint>/<name> evaluates one check.
-func (h *handler) kube(c *gin.Context, endpoint string, checks []namedCheck) {
+// verdict line; ?exclude=name skips a check; /<endpoint>/<name> evaluates one check. It returns the
+// status code and the body.
+func (h *handler) kube(c *gin.Context, endpoint string, checks []namedCheck) (int, []byte) {
 	if name := c.Param("check"); name != "" {
 		i := slices.IndexFunc(checks, func(nc namedCheck) bool { return nc.name == name })
 		if i < 0 {
-			h.text(c, http.StatusNotFound, fmt.Sprintf("no %s check named %q\n", endpoint, name))
-			return
+			return http.StatusNotFound, fmt.Appendf(nil, "no %s check named %q\n", endpoint, name)
 		}
 		checks = checks[i : i+1]
 	}
-	q := c.Request.URL.Query()
-	excluded := q["exclude"]
-	_, verbose := q["verbose"]
+	var excluded []string
+	verbose := false
+	if c.Request.URL.RawQuery != "" {
+		q := c.Request.URL.Query()
+		excluded = q["exclude"]
+		_, verbose = q["verbose"]
+	}
+	pass := true
+	for _, nc := range checks {
+		if !nc.ok && !slices.Contains(excluded, nc.name) {
+			pass = false
+			break
+		}
+	}
+	if pass && !verbose {
+		return http.StatusOK, okBody // the listing would be thrown away: do not build it
+	}
 
 	var b strings.Builder
-	pass := true
 	for _, nc := range checks {
 		if slices.Contains(excluded, nc.name) {
 			fmt.Fprintf(&b, "[+]%s excluded: ok\n", nc.name)
@@ -101,7 +156,6 @@ func (h *handler) kube(c *gin.Context, endpoint string, checks []namedCheck) {
 		case nc.ok:
 			fmt.Fprintf(&b, "[+]%s ok\n", nc.name)
 		default:
-			pass = false
 			fmt.Fprintf(&b, "[-]%s failed: %s\n", nc.name, oneLine(nc.why))
 		}
 	}
@@ -115,22 +169,27 @@ func (h *handler) kube(c *gin.Context, endpoint string, checks []namedCheck) {
 		fmt.Fprintf(&b, "warn: some health checks cannot be excluded: no matches for %s\n", strings.Join(quoteAll(unknown), ","))
 	}
 	if pass {
-		if !verbose {
-			h.text(c, http.StatusOK, "ok")
-			return
-		}
 		fmt.Fprintf(&b, "%s check passed\n", endpoint)
-		h.text(c, http.StatusOK, b.String())
-		return
+		return http.StatusOK, []byte(b.String())
 	}
 	fmt.Fprintf(&b, "%s check failed\n", endpoint)
-	h.text(c, http.StatusServiceUnavailable, b.String())
+	return http.StatusServiceUnavailable, []byte(b.String())
 }
 
-func (h *handler) text(c *gin.Context, code int, body string) {
-	c.Header("Cache-Control", "no-store")
-	c.Header("X-Content-Type-Options", "nosniff")
-	c.Data(code, "text/plain; charset=utf-8", []byte(body))
+// okBody is the plain passing answer. It is only ever read.
+var okBody = []byte("ok")
+
+// Header values shared by every text answer; net/http only reads them.
+var (
+	noStore = []string{"no-store"}
+	noSniff = []string{"nosniff"}
+)
+
+func (h *handler) text(c *gin.Context, code int, body []byte) {
+	hdr := c.Writer.Header()
+	hdr["Cache-Control"] = noStore
+	hdr["X-Content-Type-Options"] = noSniff
+	c.Data(code, "text/plain; charset=utf-8", body)
 }
 
 // oneLine keeps a reason on its line: a dependency's error text may hold newlines.

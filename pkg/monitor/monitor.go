@@ -25,6 +25,17 @@ import (
 // ErrNotRunning is returned by Reload when the monitor's Run loop is not running.
 var ErrNotRunning = errors.New("monitor not running")
 
+// A snapshot costs O(probes) to build (about 10ms at 1,000 probes). Publishing one per verdict change
+// made a burst of transitions (1,000 probes starting, an outage reaching many probes at once)
+// quadratic. So publishing for verdict changes has a budget: each such snapshot is charged
+// publishCostFactor times its build time, and while the charges run more than publishBurst ahead of the clock, changes wait in the Run
+// loop and are coalesced. A change that finds budget left (any small config, any isolated change) is
+// published at once, as before; a storm spends about 1/publishCostFactor of a core on snapshots.
+const (
+	publishCostFactor = 10
+	publishBurst      = 250 * time.Millisecond
+)
+
 // Options are a monitor's collaborators; all are optional.
 type Options struct {
 	Logger  *slog.Logger
@@ -67,8 +78,10 @@ type Monitor struct {
 	bulkhead   bulkhead.Bulkhead[probes.Result]
 
 	snap       atomic.Pointer[Snapshot]
-	dirty      atomic.Bool
-	heartbeat  atomic.Int64 // unix nanos of the last housekeeping tick
+	publishDue time.Time     // the publishing budget's clock (see publishCostFactor); guarded by mu
+	dirty      atomic.Bool   // something shown in the snapshot changed since it was built
+	changed    chan struct{} // a verdict changed: the Run loop publishes soon (capacity 1)
+	heartbeat  atomic.Int64  // unix nanos of the last housekeeping tick
 	configInfo atomic.Pointer[probes.ConfigInfo]
 	legacyBody atomic.Pointer[json.RawMessage]
 
@@ -100,6 +113,7 @@ func New(loaded *config.Loaded, opts Options) (*Monitor, error) {
 		startedAt: time.Now(),
 		checks:    map[string]*check{},
 		reloads:   make(chan reloadRequest),
+		changed:   make(chan struct{}, 1),
 		stopped:   make(chan struct{}),
 	}
 	m.breakers = breakers.NewRegistry(m.onBreakerTransition)
@@ -220,9 +234,13 @@ func (m *Monitor) Run(ctx context.Context) error {
 
 	ticker := time.NewTicker(m.opts.Tick)
 	defer ticker.Stop()
+	publish := time.NewTimer(time.Hour)
+	publish.Stop()
+	pending := false // publish is armed
 	for {
 		select {
 		case <-ctx.Done():
+			publish.Stop()
 			stop(slices.Collect(maps.Keys(runners)))
 			return nil
 		case req := <-m.reloads:
@@ -230,8 +248,57 @@ func (m *Monitor) Run(ctx context.Context) error {
 		case now := <-ticker.C:
 			m.heartbeat.Store(now.UnixNano())
 			m.housekeep(now)
+		case <-m.changed:
+			if !pending {
+				pending = true
+				publish.Reset(m.untilPublish())
+			}
+		case now := <-publish.C:
+			pending = false
+			m.publishIfDirty(now)
 		}
 	}
+}
+
+// verdictChangedLocked publishes a snapshot now if the publishing budget allows, else asks the Run
+// loop to publish when it does. m.mu must be held.
+func (m *Monitor) verdictChangedLocked(now time.Time) {
+	m.dirty.Store(true)
+	if m.publishWaitLocked(now) == 0 {
+		m.publishChangeLocked(now)
+		return
+	}
+	select {
+	case m.changed <- struct{}{}:
+	default: // a publish is already asked for
+	}
+}
+
+// publishWaitLocked is how long the next snapshot must wait for publishing budget. m.mu must be held.
+func (m *Monitor) publishWaitLocked(now time.Time) time.Duration {
+	return max(m.publishDue.Sub(now)-publishBurst, 0)
+}
+
+func (m *Monitor) untilPublish() time.Duration {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.publishWaitLocked(time.Now())
+}
+
+func (m *Monitor) publishIfDirty(now time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.dirty.Load() {
+		m.publishChangeLocked(now)
+	}
+}
+
+// publishChangeLocked publishes for verdict changes and charges the publishing budget. (The tick's
+// refreshes are not charged: the tick bounds them.) m.mu must be held.
+func (m *Monitor) publishChangeLocked(now time.Time) {
+	start := time.Now()
+	m.publishLocked(now)
+	m.publishDue = later(m.publishDue, start).Add(publishCostFactor * time.Since(start))
 }
 
 // runCheck is one probe's loop.
@@ -298,7 +365,7 @@ func (m *Monitor) execute(ctx context.Context, c *check) {
 		prev := c.status
 		if c.block(time.Now(), root, why) {
 			m.logTransition(c, prev)
-			m.publishLocked(time.Now())
+			m.verdictChangedLocked(time.Now())
 			m.kickDependentsLocked(c)
 		} else {
 			m.dirty.Store(true)
@@ -331,7 +398,7 @@ func (m *Monitor) execute(ctx context.Context, c *check) {
 	status := c.status
 	if changed {
 		m.logTransition(c, prev)
-		m.publishLocked(now)
+		m.verdictChangedLocked(now)
 		m.kickDependentsLocked(c)
 	} else {
 		m.dirty.Store(true)
@@ -501,6 +568,13 @@ func (m *Monitor) publishLocked(now time.Time) {
 		return
 	}
 	m.snap.Store(s)
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // build makes the checks of loaded, reusing from old every check whose definition did not change.

@@ -1,0 +1,81 @@
+package monitor
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/health-agent/health-agent/pkg/config"
+	"github.com/health-agent/health-agent/pkg/probes"
+)
+
+// benchMonitor builds (does not run) a monitor with n probes, each with one healthy execution
+// recorded, as a running agent's snapshot would show them.
+func benchMonitor(tb testing.TB, n int) *Monitor {
+	tb.Helper()
+	kinds := probes.Registry{"bench": {New: func(probes.Spec) (probes.Probe, error) {
+		return probes.ProbeFunc(func(context.Context) (probes.Result, error) {
+			return probes.Result{Status: probes.Healthy}, nil
+		}), nil
+	}}}
+	pol := config.DefaultPolicy()
+	ps := make([]config.Probe, n)
+	for i := range ps {
+		ps[i] = config.Probe{Name: fmt.Sprintf("dep-%04d", i), Kind: "bench", Critical: true, Policy: pol}
+	}
+	l := &config.Loaded{Source: "bench", SHA256: "bench", LoadedAt: time.Now(), Config: &config.Config{
+		Scheduler: config.Scheduler{MaxConcurrentProbes: 16},
+		Probes:    ps,
+	}}
+	m, err := New(l, Options{Kinds: kinds, Version: "bench"})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	now := time.Now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, c := range m.ordered {
+		c.record(now, probes.Result{Status: probes.Healthy, Fields: map[string]any{"address": "127.0.0.1:5432"}},
+			nil, 300*time.Microsecond)
+	}
+	return m
+}
+
+// BenchmarkPublish measures building and swapping one snapshot (all three JSON bodies prepared) at 10,
+// 100 and 1,000 probes: the cost paid once per change, never per request.
+func BenchmarkPublish(b *testing.B) {
+	for _, n := range []int{10, 100, 1000} {
+		b.Run(fmt.Sprintf("probes=%d", n), func(b *testing.B) {
+			m := benchMonitor(b, n)
+			b.ReportAllocs()
+			for b.Loop() {
+				m.mu.Lock()
+				m.publishLocked(time.Now())
+				m.mu.Unlock()
+			}
+			s := m.Snapshot()
+			b.ReportMetric(float64(len(s.HealthData)+len(s.DetailedData)+len(s.BreakersData)), "bytes/snapshot")
+		})
+	}
+}
+
+// BenchmarkHousekeepIdle measures the once-a-second tick when nothing changed: it must not rebuild.
+func BenchmarkHousekeepIdle(b *testing.B) {
+	for _, n := range []int{10, 100, 1000} {
+		b.Run(fmt.Sprintf("probes=%d", n), func(b *testing.B) {
+			m := benchMonitor(b, n)
+			m.mu.Lock()
+			m.publishLocked(time.Now())
+			m.mu.Unlock()
+			before := m.Snapshot()
+			b.ReportAllocs()
+			for b.Loop() {
+				m.housekeep(time.Now())
+			}
+			if m.Snapshot() != before {
+				b.Fatal("an idle tick rebuilt the snapshot")
+			}
+		})
+	}
+}
