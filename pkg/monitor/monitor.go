@@ -28,9 +28,10 @@ var ErrNotRunning = errors.New("monitor not running")
 // A snapshot costs O(probes) to build (about 10ms at 1,000 probes). Publishing one per verdict change
 // made a burst of transitions (1,000 probes starting, an outage reaching many probes at once)
 // quadratic. So publishing for verdict changes has a budget: each such snapshot is charged
-// publishCostFactor times its build time, and while the charges run more than publishBurst ahead of the clock, changes wait in the Run
-// loop and are coalesced. A change that finds budget left (any small config, any isolated change) is
-// published at once, as before; a storm spends about 1/publishCostFactor of a core on snapshots.
+// publishCostFactor times its build time, and while the charges run more than publishBurst ahead of
+// the clock, changes wait in the Run loop and are coalesced. A change that finds budget left (any
+// small config, any isolated change) is published at once, as before; a storm spends about
+// 1/publishCostFactor of a core on snapshots.
 const (
 	publishCostFactor = 10
 	publishBurst      = 250 * time.Millisecond
@@ -78,6 +79,7 @@ type Monitor struct {
 	bulkhead   bulkhead.Bulkhead[probes.Result]
 
 	snap       atomic.Pointer[Snapshot]
+	publishes  atomic.Uint64 // snapshots built, for tests and benchmarks
 	publishDue time.Time     // the publishing budget's clock (see publishCostFactor); guarded by mu
 	dirty      atomic.Bool   // something shown in the snapshot changed since it was built
 	changed    chan struct{} // a verdict changed: the Run loop publishes soon (capacity 1)
@@ -276,7 +278,11 @@ func (m *Monitor) verdictChangedLocked(now time.Time) {
 
 // publishWaitLocked is how long the next snapshot must wait for publishing budget. m.mu must be held.
 func (m *Monitor) publishWaitLocked(now time.Time) time.Duration {
-	return max(m.publishDue.Sub(now)-publishBurst, 0)
+	ahead := m.publishDue.Sub(now) // saturates when publishDue is zero: compare before subtracting
+	if ahead <= publishBurst {
+		return 0
+	}
+	return ahead - publishBurst
 }
 
 func (m *Monitor) untilPublish() time.Duration {
@@ -568,6 +574,7 @@ func (m *Monitor) publishLocked(now time.Time) {
 		return
 	}
 	m.snap.Store(s)
+	m.publishes.Add(1)
 }
 
 func later(a, b time.Time) time.Time {

@@ -1,0 +1,76 @@
+package monitor
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/health-agent/health-agent/pkg/config"
+	"github.com/health-agent/health-agent/pkg/probes"
+)
+
+// instantMonitor runs a monitor whose n probes answer healthy at once, on an hour-long interval and an
+// hour-long tick: anything published is published for a verdict change, never by the tick.
+func instantMonitor(t *testing.T, n int) *Monitor {
+	t.Helper()
+	kinds := probes.Registry{"instant": {New: func(probes.Spec) (probes.Probe, error) {
+		return probes.ProbeFunc(func(context.Context) (probes.Result, error) {
+			return probes.Result{Status: probes.Healthy}, nil
+		}), nil
+	}}}
+	pol := config.DefaultPolicy()
+	pol.Interval = time.Hour
+	ps := make([]config.Probe, n)
+	for i := range ps {
+		ps[i] = config.Probe{Name: fmt.Sprintf("p%04d", i), Kind: "instant", Critical: true, Policy: pol}
+	}
+	m, err := New(loaded(ps...), Options{Kinds: kinds, Tick: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = m.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	return m
+}
+
+func waitHealthy(t *testing.T, m *Monitor, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for s := m.Snapshot(); s.Overall != probes.Healthy || s.Starting; s = m.Snapshot() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not healthy within %s: overall %s", within, s.Overall)
+		}
+		time.Sleep(time.Millisecond) // polling interval
+	}
+}
+
+// TestVerdictChangePublishedWithoutTick: a verdict change is published by the execution that made it
+// (or the Run loop right after), not left for the next housekeeping tick.
+func TestVerdictChangePublishedWithoutTick(t *testing.T) {
+	m := instantMonitor(t, 3)
+	waitHealthy(t, m, 15*time.Second)
+}
+
+// TestPublishBurstCoalesced: 600 probes turning healthy at once are published in far fewer snapshots
+// than transitions (publishing one per transition made start-up quadratic), and the last snapshot
+// shows every one of them.
+func TestPublishBurstCoalesced(t *testing.T) {
+	const n = 600
+	m := instantMonitor(t, n)
+	waitHealthy(t, m, 60*time.Second)
+	if got := m.publishes.Load(); got > n/2 {
+		t.Errorf("%d snapshots built for %d transitions: the burst was not coalesced", got, n)
+	}
+	s := m.Snapshot()
+	for i := range s.Checks {
+		if s.Checks[i].Status != probes.Healthy {
+			t.Fatalf("%s is %s in the last snapshot", s.Checks[i].Name, s.Checks[i].Status)
+		}
+	}
+}
