@@ -63,7 +63,8 @@ func readyChecks(s *monitor.Snapshot, single string) []namedCheck {
 	for i := range s.Checks {
 		v := &s.Checks[i]
 		nc := namedCheck{name: v.Name, ok: v.Ready(), why: describe(v)}
-		if !v.Critical && !v.OK() {
+		switch {
+		case !v.Critical && !v.OK():
 			nc.note = "non-critical, " + describe(v)
 		case v.Status == probes.Degraded:
 			nc.note = describe(v)
