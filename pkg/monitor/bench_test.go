@@ -10,8 +10,9 @@ import (
 	"github.com/health-agent/health-agent/pkg/probes"
 )
 
-// benchMonitor builds (does not run) a monitor with n probes, each with one healthy execution
-// recorded, as a running agent's snapshot would show them.
+// benchMonitor builds (does not run) a monitor with n probes, each with timelineLen healthy executions
+// through its policies recorded: the steady state of a running agent, whose snapshot carries full
+// timelines and breaker histories.
 func benchMonitor(tb testing.TB, n int) *Monitor {
 	tb.Helper()
 	kinds := probes.Registry{"bench": {New: func(probes.Spec) (probes.Probe, error) {
@@ -32,12 +33,17 @@ func benchMonitor(tb testing.TB, n int) *Monitor {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	now := time.Now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, c := range m.ordered {
-		c.record(now, probes.Result{Status: probes.Healthy, Fields: map[string]any{"address": "127.0.0.1:5432"}},
-			nil, 300*time.Microsecond)
+		for range timelineLen {
+			res, err := c.guarded.Check(context.Background()) // recorded in the breaker's history
+			if err != nil {
+				tb.Fatal(err)
+			}
+			res.Fields = map[string]any{"address": "127.0.0.1:5432"}
+			c.record(time.Now(), res, nil, 300*time.Microsecond)
+		}
 	}
 	return m
 }
@@ -75,6 +81,33 @@ func BenchmarkHousekeepIdle(b *testing.B) {
 			}
 			if m.Snapshot() != before {
 				b.Fatal("an idle tick rebuilt the snapshot")
+			}
+		})
+	}
+}
+
+// BenchmarkPublishTick measures the steady state of probes on a 10s interval and the 1s tick: each
+// snapshot follows a tenth of the probes having run once more (their members are rendered again; the
+// others are reused).
+func BenchmarkPublishTick(b *testing.B) {
+	for _, n := range []int{10, 100, 1000} {
+		b.Run(fmt.Sprintf("probes=%d", n), func(b *testing.B) {
+			m := benchMonitor(b, n)
+			next := 0
+			b.ReportAllocs()
+			for b.Loop() {
+				m.mu.Lock()
+				for range max(n/10, 1) {
+					c := m.ordered[next%n]
+					next++
+					res, err := c.guarded.Check(context.Background())
+					if err != nil {
+						b.Fatal(err)
+					}
+					c.record(time.Now(), res, nil, 300*time.Microsecond)
+				}
+				m.publishLocked(time.Now())
+				m.mu.Unlock()
 			}
 		})
 	}

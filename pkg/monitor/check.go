@@ -42,6 +42,8 @@ type check struct {
 	lastFailed bool   // the previous such execution failed
 	timeline   [timelineLen]Point
 	timelineN  int
+	gen        uint64        // bumped by every execution or block: the state above changed
+	rendered   renderedCheck // the view last rendered from that state
 
 	kick      chan struct{} // a dependency changed: run now (capacity 1)
 	first     chan struct{} // closed after the first execution; dependents' first runs wait for it
@@ -83,6 +85,7 @@ func fingerprint(def config.Probe) string {
 // unhealthy only after failuresBeforeUnhealthy consecutive failures, and healthy (or degraded) again
 // only after successesBeforeHealthy consecutive successes.
 func (c *check) record(now time.Time, res probes.Result, err error, dur time.Duration) (changed bool) {
+	c.gen++
 	c.executions++
 	if failed := err != nil; res.Status != probes.Unknown || failed {
 		if c.outcomes > 0 && failed != c.lastFailed {
@@ -131,6 +134,7 @@ func (c *check) record(now time.Time, res probes.Result, err error, dur time.Dur
 
 // block marks the check blocked by root, without executing it.
 func (c *check) block(now time.Time, root, why string) (changed bool) {
+	c.gen++
 	prev := c.status
 	c.blockedBy = root
 	c.reason = why

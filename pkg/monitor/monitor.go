@@ -81,6 +81,7 @@ type Monitor struct {
 	snap       atomic.Pointer[Snapshot]
 	publishes  atomic.Uint64 // snapshots built, for tests and benchmarks
 	publishDue time.Time     // the publishing budget's clock (see publishCostFactor); guarded by mu
+	render     renderCache   // guarded by mu
 	dirty      atomic.Bool   // something shown in the snapshot changed since it was built
 	changed    chan struct{} // a verdict changed: the Run loop publishes soon (capacity 1)
 	heartbeat  atomic.Int64  // unix nanos of the last housekeeping tick
@@ -544,7 +545,7 @@ func (m *Monitor) publishLocked(now time.Time) {
 			LastChecked: c.lastChecked, LastSuccess: c.lastSuccess, LastTransition: c.lastTransition,
 			ConsecutiveFailures: c.consecutiveFailures, Transitions: c.transitions, Flaps: c.flaps,
 			EverHealthy: c.everHealthy, DependsOn: c.def.DependsOn, BlockedBy: c.blockedBy,
-			Fields: c.fields, Timeline: c.recent(),
+			Fields: c.fields,
 		}
 		if !c.def.Local {
 			v.Breaker = c.def.Breaker()
@@ -555,6 +556,11 @@ func (m *Monitor) publishLocked(now time.Time) {
 				was += ": " + c.reason
 			}
 			v.Reason = fmt.Sprintf("stale: last result %s ago (was %s)", now.Sub(c.lastChecked).Round(time.Millisecond), was)
+		}
+		if err := c.render(&v); err != nil {
+			// Kind fields that cannot be rendered are a bug in a kind; keep serving the last good snapshot.
+			m.log.Error("snapshot not published", "err", err)
+			return
 		}
 		if v.Critical && !v.EverHealthy {
 			s.Starting = true
@@ -568,7 +574,7 @@ func (m *Monitor) publishLocked(now time.Time) {
 	if m.legacyName != "" {
 		legacy = m.LegacyBody()
 	}
-	if err := s.prepare(legacy, m.legacyName); err != nil {
+	if err := s.prepare(legacy, m.legacyName, &m.render); err != nil {
 		// Kind fields that cannot be rendered are a bug in a kind; keep serving the last good snapshot.
 		m.log.Error("snapshot not published", "err", err)
 		return
@@ -647,6 +653,7 @@ func (m *Monitor) install(loaded *config.Loaded, checks map[string]*check) {
 		m.legacyBody.Store(nil)
 	}
 	m.topo, _ = loaded.Config.Order()
+	m.render.invalidate()
 }
 
 // apply swaps in a new config from the Run loop.
