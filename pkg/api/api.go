@@ -149,12 +149,12 @@ func (h *handler) health(c *gin.Context) {
 
 func (h *handler) detailed(c *gin.Context) {
 	s := h.src.Snapshot()
-	h.envelope(c, s.DetailedCode, s.DetailedData)
+	h.envelope(c, s.DetailedCode, s.DetailedData())
 }
 
 func (h *handler) breakers(c *gin.Context) {
 	s := h.src.Snapshot()
-	h.envelope(c, http.StatusOK, s.BreakersData)
+	h.envelope(c, http.StatusOK, s.BreakersData())
 }
 
 const (

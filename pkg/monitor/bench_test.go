@@ -61,7 +61,7 @@ func BenchmarkPublish(b *testing.B) {
 				m.mu.Unlock()
 			}
 			s := m.Snapshot()
-			b.ReportMetric(float64(len(s.HealthData)+len(s.DetailedData)+len(s.BreakersData)), "bytes/snapshot")
+			b.ReportMetric(float64(len(s.HealthData)+len(s.DetailedData())+len(s.BreakersData())), "bytes/snapshot")
 		})
 	}
 }

@@ -15,8 +15,7 @@ import (
 // renderCache keeps what a snapshot's JSON is assembled from between snapshots, so that a new snapshot
 // encodes only what changed. It belongs to the Monitor and is guarded by Monitor.mu.
 type renderCache struct {
-	breakers     map[string]*renderedBreaker
-	breakersSize int // of the last circuit-breakers document, to size the next one
+	breakers map[string]*renderedBreaker
 
 	container []byte   // data.container of the running config; nil after a reload
 	byName    []int    // indices of the checks sorted by name (encoding/json's order of map keys)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -19,7 +20,12 @@ import (
 
 // referencePrepare is prepare as it was before pre-rendering (json.Marshal of maps): the rendered
 // bytes must stay exactly these.
-func referencePrepare(s *Snapshot, legacy json.RawMessage, legacyName string) error {
+func referencePrepare(s *Snapshot, legacy json.RawMessage, legacyName string) (health, detailedData, breakersData []byte, err error) {
+	err = referenceRender(s, legacy, legacyName, &health, &detailedData, &breakersData)
+	return health, detailedData, breakersData, err
+}
+
+func referenceRender(s *Snapshot, legacy json.RawMessage, legacyName string, healthData, detailedData, breakersData *[]byte) error {
 	var err error
 	bsum := breakerSummary(s.Breakers)
 
@@ -63,7 +69,7 @@ func referencePrepare(s *Snapshot, legacy json.RawMessage, legacyName string) er
 		health["legacy"] = nil
 		health["legacyError"] = legacyError(s, legacyName)
 	}
-	if s.HealthData, err = json.Marshal(health); err != nil {
+	if *healthData, err = json.Marshal(health); err != nil {
 		return fmt.Errorf("render /api/health: %w", err)
 	}
 	s.HealthCode = http.StatusOK
@@ -109,7 +115,7 @@ func referencePrepare(s *Snapshot, legacy json.RawMessage, legacyName string) er
 		"config":          configJSON(s.Config),
 		"shuttingDown":    s.ShuttingDown,
 	}
-	if s.DetailedData, err = json.Marshal(detailed); err != nil {
+	if *detailedData, err = json.Marshal(detailed); err != nil {
 		return fmt.Errorf("render /api/health/detailed: %w", err)
 	}
 	s.DetailedCode = http.StatusOK
@@ -121,7 +127,7 @@ func referencePrepare(s *Snapshot, legacy json.RawMessage, legacyName string) er
 	for _, b := range s.Breakers {
 		bm[b.Name] = toBreakerJSON(b)
 	}
-	if s.BreakersData, err = json.Marshal(map[string]any{"summary": bsum, "breakers": bm}); err != nil {
+	if *breakersData, err = json.Marshal(map[string]any{"summary": bsum, "breakers": bm}); err != nil {
 		return fmt.Errorf("render /api/health/circuit-breakers: %w", err)
 	}
 	return nil
@@ -167,20 +173,24 @@ func TestPreparedMatchesReference(t *testing.T) {
 		m.mu.Unlock()
 		s := m.Snapshot()
 		ref := *s
-		if err := referencePrepare(&ref, m.LegacyBody(), m.legacyName); err != nil {
+		refHealth, refDetailed, refBreakers, err := referencePrepare(&ref, m.LegacyBody(), m.legacyName)
+		if err != nil {
 			t.Fatal(err)
 		}
 		for _, d := range []struct {
 			name      string
 			got, want []byte
 		}{
-			{"/api/health", s.HealthData, ref.HealthData},
-			{"/api/health/detailed", s.DetailedData, ref.DetailedData},
-			{"/api/health/circuit-breakers", s.BreakersData, ref.BreakersData},
+			{"/api/health", s.HealthData, refHealth},
+			{"/api/health/detailed", s.DetailedData(), refDetailed},
+			{"/api/health/circuit-breakers", s.BreakersData(), refBreakers},
 		} {
 			if !bytes.Equal(d.got, d.want) {
 				t.Errorf("%s: %s differs from encoding/json's:\n got %s\nwant %s", step, d.name, d.got, d.want)
 			}
+		}
+		if d1, d2 := s.DetailedData(), s.DetailedData(); len(d1) == 0 || &d1[0] != &d2[0] {
+			t.Errorf("%s: the detailed document is joined again for a second request", step)
 		}
 		if s.HealthCode != ref.HealthCode || s.DetailedCode != ref.DetailedCode {
 			t.Errorf("%s: codes %d/%d, want %d/%d", step, s.HealthCode, s.DetailedCode, ref.HealthCode, ref.DetailedCode)
@@ -223,4 +233,29 @@ func TestPreparedMatchesReference(t *testing.T) {
 	m.install(l2, checks)
 	m.mu.Unlock()
 	check("after reload")
+}
+
+// TestAssemblyJoinedOnceUnderConcurrency: requests racing for a fresh snapshot's document all get the
+// one joined copy.
+func TestAssemblyJoinedOnceUnderConcurrency(t *testing.T) {
+	m := benchMonitor(t, 50)
+	m.mu.Lock()
+	m.publishLocked(time.Now())
+	m.mu.Unlock()
+	s := m.Snapshot()
+	const n = 16
+	got := make([][]byte, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { got[i] = s.BreakersData() })
+	}
+	wg.Wait()
+	for i := range got {
+		if len(got[i]) == 0 || &got[i][0] != &got[0][0] {
+			t.Fatalf("request %d got another copy of the document", i)
+		}
+	}
+	if !json.Valid(got[0]) {
+		t.Fatalf("joined document is not JSON: %.200s", got[0])
+	}
 }

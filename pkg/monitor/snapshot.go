@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/health-agent/health-agent/pkg/breakers"
@@ -26,10 +27,57 @@ type Snapshot struct {
 	Config       probes.ConfigInfo
 	Order        []string // topological order of dependsOn
 
-	// The prepared "data" members of the JSON endpoints and their HTTP status codes.
-	HealthData, DetailedData, BreakersData []byte
-	HealthCode, DetailedCode               int
+	// The prepared "data" member of /api/health, and the HTTP status codes of it and of
+	// /api/health/detailed. DetailedData and BreakersData give the other two documents.
+	HealthData               []byte
+	HealthCode, DetailedCode int
+	detailed, breakersDoc    *assembly
 }
+
+// DetailedData is the "data" member of /api/health/detailed.
+func (s *Snapshot) DetailedData() []byte { return s.detailed.bytes() }
+
+// BreakersData is the "data" member of /api/health/circuit-breakers.
+func (s *Snapshot) BreakersData() []byte { return s.breakersDoc.bytes() }
+
+// assembly is a JSON document as the pieces it is made of: literal glue and the members rendered when
+// their probe or breaker last changed. The pieces are joined on the first request for the document and
+// kept with the snapshot: a snapshot nobody asks for (most of them, at a tick a second) costs no copy
+// of its megabytes, and one that is asked for is joined once, not per request.
+type assembly struct {
+	once   sync.Once
+	pieces [][]byte
+	size   int
+	joined []byte
+}
+
+func (a *assembly) add(p []byte) {
+	a.pieces = append(a.pieces, p)
+	a.size += len(p)
+}
+
+func (a *assembly) bytes() []byte {
+	if a == nil {
+		return nil
+	}
+	a.once.Do(func() {
+		b := make([]byte, 0, a.size)
+		for _, p := range a.pieces {
+			b = append(b, p...)
+		}
+		a.joined, a.pieces = b, nil
+	})
+	return a.joined
+}
+
+// Literal pieces of the assembled documents.
+var (
+	comma         = []byte(",")
+	servicesOpen  = []byte(`,"services":{`)
+	breakersOpen  = []byte(`{"breakers":{`)
+	summaryMember = []byte(`},"summary":`)
+	closeBrace    = []byte("}")
+)
 
 // CheckView is one probe as the snapshot shows it.
 type CheckView struct {
@@ -196,51 +244,48 @@ func (s *Snapshot) prepare(legacy json.RawMessage, legacyName string, r *renderC
 	if err != nil {
 		return fmt.Errorf("render /api/health/detailed: %w", err)
 	}
-	size := 256 + len(bsumJSON) + len(cfgJSON) + len(container)
-	for i := range s.Checks {
-		size += len(s.Checks[i].detail) + 1
-	}
-	d := make([]byte, 0, size)
-	d = append(d, `{"circuitBreakers":`...)
-	d = append(d, bsumJSON...)
-	d = append(d, `,"config":`...)
-	d = append(d, cfgJSON...)
-	d = append(d, `,"container":`...)
-	d = append(d, container...)
-	d = append(d, `,"health":{"overall":`...)
-	d = strconv.AppendQuote(d, string(s.Overall))
-	d = append(d, `,"services":{`...)
+	head := make([]byte, 0, 128+len(bsumJSON)+len(cfgJSON))
+	head = append(head, `{"circuitBreakers":`...)
+	head = append(head, bsumJSON...)
+	head = append(head, `,"config":`...)
+	head = append(head, cfgJSON...)
+	head = append(head, `,"container":`...)
+	d := &assembly{pieces: make([][]byte, 0, 2*len(s.Checks)+8)}
+	d.add(head)
+	d.add(container)
+	d.add(strconv.AppendQuote([]byte(`,"health":{"overall":`), string(s.Overall)))
+	d.add(servicesOpen)
 	for k, i := range byName {
 		if k > 0 {
-			d = append(d, ',')
+			d.add(comma)
 		}
-		d = append(d, s.Checks[i].detail...)
+		d.add(s.Checks[i].detail)
 	}
-	d = append(d, `}},"shuttingDown":`...)
-	d = strconv.AppendBool(d, s.ShuttingDown)
-	s.DetailedData = append(d, '}')
+	d.add(strconv.AppendBool([]byte(`}},"shuttingDown":`), s.ShuttingDown))
+	d.add(closeBrace)
+	s.detailed = d
 	s.DetailedCode = http.StatusOK
 	if s.Overall == probes.Unhealthy {
 		s.DetailedCode = http.StatusServiceUnavailable
 	}
 
 	// {"breakers":{"name":{…},…},"summary":{…}}; Stats come sorted by name.
-	b := make([]byte, 0, r.breakersSize+len(bsumJSON)+64)
-	b = append(b, `{"breakers":{`...)
+	bd := &assembly{pieces: make([][]byte, 0, 2*len(s.Breakers)+4)}
+	bd.add(breakersOpen)
 	for k := range s.Breakers {
 		frag, err := r.breaker(&s.Breakers[k])
 		if err != nil {
 			return fmt.Errorf("render /api/health/circuit-breakers: %w", err)
 		}
 		if k > 0 {
-			b = append(b, ',')
+			bd.add(comma)
 		}
-		b = append(b, frag...)
+		bd.add(frag)
 	}
-	b = append(b, `},"summary":`...)
-	b = append(b, bsumJSON...)
-	s.BreakersData = append(b, '}')
-	r.breakersSize = len(s.BreakersData)
+	bd.add(summaryMember)
+	bd.add(bsumJSON)
+	bd.add(closeBrace)
+	s.breakersDoc = bd
 	r.prune(s.Breakers)
 	return nil
 }
