@@ -67,10 +67,10 @@ func TestFlapsInDetailedSnapshot(t *testing.T) {
 			} `json:"services"`
 		} `json:"health"`
 	}
-	if err := json.Unmarshal(s.DetailedData, &data); err != nil {
+	if err := json.Unmarshal(s.DetailedData(), &data); err != nil {
 		t.Fatal(err)
 	}
 	if f := data.Health.Services["a"].Flaps; f == nil || *f < 1 {
-		t.Fatalf("services.a.flaps missing or zero in %s", s.DetailedData)
+		t.Fatalf("services.a.flaps missing or zero in %s", s.DetailedData())
 	}
 }
