@@ -329,8 +329,10 @@ func (f *footprint) Close() {
 	f.cfgs = nil
 }
 
-// measure waits until the processes are at least warmup old, then measures their CPU over window and
-// their memory at its end, and stops them.
+// measure waits until the processes are at least warmup old, then measures them in two groups, each
+// over its own window: first the 1,000-probe agents, which are then stopped, then the others. A
+// process's CPU time is its own, but on a small shared machine the busy agents' cache and scheduler
+// traffic would inflate the small ones' figures.
 func (f *footprint) measure(warmup, window time.Duration) ([]idleRow, error) {
 	defer f.Close()
 	if d := time.Until(f.started.Add(warmup)); d > 0 {
@@ -338,37 +340,55 @@ func (f *footprint) measure(warmup, window time.Duration) ([]idleRow, error) {
 		time.Sleep(d) // the measurement's own schedule, not a wait for a condition
 	}
 	rows := make([]idleRow, len(f.cfgs))
-	t0 := make([]uint64, len(f.cfgs))
-	d0 := make([]int64, len(f.cfgs))
-	for i, pr := range f.procs {
-		c := f.cfgs[i]
+	var big, small []int
+	for i, c := range f.cfgs {
+		if c.probes >= 1000 {
+			big = append(big, i)
+		} else {
+			small = append(small, i)
+		}
+	}
+	for _, group := range [][]int{big, small} {
+		if err := f.measureGroup(group, window, rows); err != nil {
+			return nil, err
+		}
+	}
+	return rows, nil
+}
+
+// measureGroup measures the processes at indices group over window, fills their rows, and stops them.
+func (f *footprint) measureGroup(group []int, window time.Duration, rows []idleRow) error {
+	t0 := make(map[int]uint64, len(group))
+	d0 := make(map[int]int64, len(group))
+	for _, i := range group {
+		pr, c := f.procs[i], f.cfgs[i]
 		st, err := procStatus(pr.cmd.Process.Pid, "VmRSS")
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w; log: %s", c.name, err, tail(pr.log))
+			return fmt.Errorf("%s: %w; log: %s", c.name, err, tail(pr.log))
 		}
 		rows[i] = idleRow{Config: c.name, Default: c.def, Probes: c.probes, RSSWarmKiB: st["VmRSS"], GOGC100: len(c.env) > 0}
 		if t0[i], err = cpuTicks(pr.cmd.Process.Pid); err != nil {
-			return nil, err
+			return err
 		}
 		if c.deps != nil {
 			d0[i] = c.deps.Requests()
 		}
 	}
 	start := time.Now()
-	logf("footprint: measuring CPU over %s (processes %s old)", window, start.Sub(f.started).Round(time.Second))
+	logf("footprint: measuring %d processes over %s (%s old)", len(group), window, start.Sub(f.started).Round(time.Second))
 	time.Sleep(window) // the measurement window
 	elapsed := time.Since(start)
 	client := &http.Client{Timeout: 5 * time.Second}
 	defer client.CloseIdleConnections()
-	for i, pr := range f.procs {
-		c := f.cfgs[i]
+	for _, i := range group {
+		pr, c := f.procs[i], f.cfgs[i]
 		t1, err := cpuTicks(pr.cmd.Process.Pid)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		st, err := procStatus(pr.cmd.Process.Pid, "VmRSS", "RssAnon", "RssFile", "VmHWM", "Threads")
 		if err != nil {
-			return nil, err
+			return err
 		}
 		r := &rows[i]
 		r.RSSKiB, r.AnonKiB, r.FileKiB, r.HWMKiB, r.Threads = st["VmRSS"], st["RssAnon"], st["RssFile"], st["VmHWM"], st["Threads"]
@@ -383,13 +403,13 @@ func (f *footprint) measure(warmup, window time.Duration) ([]idleRow, error) {
 		}
 	}
 	var errs []error
-	for i, pr := range f.procs {
-		if err := pr.stop(); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w; log: %s", f.cfgs[i].name, err, tail(pr.log)))
+	for _, i := range group {
+		if err := f.procs[i].stop(); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w; log: %s", f.cfgs[i].name, err, tail(f.procs[i].log)))
 		}
 		f.procs[i] = nil
 	}
-	return rows, errors.Join(errs...)
+	return errors.Join(errs...)
 }
 
 // startRow is the start-up time of one config: to listening and to /startupz passing.
