@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/failsafe-go/failsafe-go/circuitbreaker"
@@ -66,6 +67,9 @@ type Stats struct {
 	Transitions     uint64      // state changes since created
 	Probes          []string    // probes guarded by this breaker, sorted
 	History         []Execution // the last 20 executions, oldest first
+	// Version changes (unique within the Registry) whenever any of the above changes, except
+	// RemainingDelay and RetryDue, which move with the clock while the breaker is open.
+	Version uint64
 }
 
 // RejectedError is the error of an execution the breaker rejected without touching the dependency.
@@ -109,6 +113,7 @@ func roundUp(d time.Duration) time.Duration {
 type Breaker struct {
 	name         string
 	onTransition func(Transition)
+	nextVersion  func() uint64 // the Registry's counter
 
 	mu sync.Mutex
 	// gen identifies the current circuit: a reset installs a new one, and events from executions still
@@ -120,10 +125,11 @@ type Breaker struct {
 	history     ring
 	transitions uint64
 	lastChange  time.Time
+	version     uint64 // see Stats.Version
 }
 
-func newBreaker(name string, pol config.BreakerPolicy, onTransition func(Transition)) *Breaker {
-	b := &Breaker{name: name, onTransition: onTransition}
+func newBreaker(name string, pol config.BreakerPolicy, onTransition func(Transition), nextVersion func() uint64) *Breaker {
+	b := &Breaker{name: name, onTransition: onTransition, nextVersion: nextVersion}
 	b.reset(pol)
 	return b
 }
@@ -141,6 +147,7 @@ func (b *Breaker) Stats() Stats {
 		Transitions:     b.transitions,
 		Probes:          slices.Clone(b.probes),
 		History:         b.history.list(),
+		Version:         b.version,
 	}
 	b.mu.Unlock()
 	if s.Probes == nil {
@@ -179,6 +186,14 @@ func (b *Breaker) setProbes(names []string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.probes = names
+	b.version = b.nextVersion()
+}
+
+// currentVersion is Stats().Version without the copying.
+func (b *Breaker) currentVersion() uint64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.version
 }
 
 // reset installs a new closed circuit built from pol, forgetting counts, history and transitions.
@@ -196,6 +211,7 @@ func (b *Breaker) reset(pol config.BreakerPolicy) (was string) {
 	b.history = ring{}
 	b.transitions = 0
 	b.lastChange = time.Time{}
+	b.version = b.nextVersion()
 	return was
 }
 
@@ -210,6 +226,7 @@ func (b *Breaker) changed(gen uint64, e circuitbreaker.StateChangedEvent) {
 	}
 	b.transitions++
 	b.lastChange = now
+	b.version = b.nextVersion()
 	b.mu.Unlock()
 	if b.onTransition != nil {
 		b.onTransition(Transition{Breaker: b.name, From: stateName(e.OldState), To: stateName(e.NewState), At: now})
@@ -222,6 +239,7 @@ func (b *Breaker) record(gen uint64, e Execution) {
 	defer b.mu.Unlock()
 	if gen == b.gen {
 		b.history.add(e)
+		b.version = b.nextVersion()
 	}
 }
 
@@ -285,6 +303,7 @@ func (r *ring) list() []Execution {
 // Registry holds the breakers by name. Safe for concurrent use.
 type Registry struct {
 	onTransition func(Transition)
+	versions     atomic.Uint64 // hands out Stats.Version
 
 	mu       sync.RWMutex
 	breakers map[string]*Breaker
@@ -339,7 +358,7 @@ func (r *Registry) Sync(cfg *config.Config) {
 		b, ok := r.breakers[name]
 		switch {
 		case !ok:
-			b = newBreaker(name, w.policy, r.onTransition)
+			b = newBreaker(name, w.policy, r.onTransition, func() uint64 { return r.versions.Add(1) })
 			r.breakers[name] = b
 		case b.currentPolicy() != w.policy:
 			if was := b.reset(w.policy); was != Closed {
@@ -379,5 +398,32 @@ func (r *Registry) Stats() []Stats {
 		out = append(out, b.Stats())
 	}
 	slices.SortFunc(out, func(a, b Stats) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// StatsSince is Stats, reusing the entries of prev (an earlier result of Stats or StatsSince) for
+// closed breakers that have not changed since: a snapshot taken every second then copies the history
+// of only the breakers that did something.
+func (r *Registry) StatsSince(prev []Stats) []Stats {
+	r.mu.RLock()
+	list := make([]*Breaker, 0, len(r.breakers))
+	for _, b := range r.breakers {
+		list = append(list, b)
+	}
+	r.mu.RUnlock()
+	slices.SortFunc(list, func(a, b *Breaker) int { return strings.Compare(a.name, b.name) })
+
+	out := make([]Stats, 0, len(list))
+	j := 0
+	for _, b := range list {
+		for j < len(prev) && prev[j].Name < b.name {
+			j++
+		}
+		if j < len(prev) && prev[j].Name == b.name && prev[j].State == Closed && prev[j].Version == b.currentVersion() {
+			out = append(out, prev[j])
+			continue
+		}
+		out = append(out, b.Stats())
+	}
 	return out
 }

@@ -525,13 +525,17 @@ func (m *Monitor) viewStatus(c *check, now time.Time) probes.Status {
 // publishLocked builds and swaps a new snapshot. m.mu must be held.
 func (m *Monitor) publishLocked(now time.Time) {
 	m.dirty.Store(false)
+	var prevBreakers []breakers.Stats
+	if prev := m.snap.Load(); prev != nil {
+		prevBreakers = prev.Breakers
+	}
 	s := &Snapshot{
 		At:           now,
 		StartedAt:    m.startedAt,
 		Version:      m.opts.Version,
 		ShuttingDown: m.draining,
 		Checks:       make([]CheckView, 0, len(m.ordered)),
-		Breakers:     m.breakers.Stats(),
+		Breakers:     m.breakers.StatsSince(prevBreakers),
 		Order:        m.topo,
 	}
 	if ci := m.configInfo.Load(); ci != nil {
