@@ -2,8 +2,8 @@
 // beside a static gin handler and two peer libraries, idle footprint of the real binary, start-up time,
 // and how fast /readyz follows a dependency. It prints a Markdown report (see BENCHMARKS.md).
 //
-//	cd bench && go run ./cmd/bench           # full run, about 4-5 minutes
-//	cd bench && go run ./cmd/bench -quick    # about a minute and a half, coarser figures
+//	cd bench && go run ./cmd/bench           # full run, about 5 minutes
+//	cd bench && go run ./cmd/bench -quick    # about 75 seconds, coarser figures
 package main
 
 import (
@@ -55,7 +55,7 @@ func main() {
 
 func mainErr() int {
 	var p params
-	quick := flag.Bool("quick", false, "short cells and windows, reaction at 1/10 time scale (~1.5 min)")
+	quick := flag.Bool("quick", false, "short cells and windows, reaction at 1/10 time scale (~75 s)")
 	cell := flag.Duration("cell", 0, "load per target per cell (default 3s, quick 0.6s)")
 	conns := flag.Int("conns", 8, "concurrent keep-alive connections of the load generator")
 	warmup := flag.Duration("warmup", 0, "least age of the idle agents before their CPU window (default 210s: breaker histories full; quick 3s)")
