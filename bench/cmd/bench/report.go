@@ -10,7 +10,6 @@ import (
 type verdict struct {
 	Target, Measured string
 	Pass             bool
-	Measurable       bool
 }
 
 func (r *report) verdicts() []verdict {
@@ -28,25 +27,25 @@ func (r *report) verdicts() []verdict {
 		}
 		out = append(out, verdict{Target: "handler throughput >= 0.8x the static handler (every endpoint, every probe count)",
 			Measured: fmt.Sprintf("lowest %.2fx (%s, %d probes)", worst.Ratio(), worst.Endpoint, worst.Probes),
-			Pass:     worst.Ratio() >= 0.8, Measurable: true})
+			Pass:     worst.Ratio() >= 0.8})
 		out = append(out, verdict{Target: "no dependency request caused by health traffic",
 			Measured: fmt.Sprintf("%d dependency requests during %d health requests", deps, reqs),
-			Pass:     deps == 0, Measurable: true})
+			Pass:     deps == 0})
 	}
 	for _, row := range r.Idle {
 		switch {
 		case row.Default:
 			out = append(out, verdict{Target: "idle RSS <= 20 MiB, " + row.Config,
 				Measured: fmt.Sprintf("%.1f MiB (anon %.1f + file %.1f; peak %.1f MiB)", mib(row.RSSKiB), mib(row.AnonKiB), mib(row.FileKiB), mib(row.HWMKiB)),
-				Pass:     mib(row.RSSKiB) <= 20, Measurable: true})
+				Pass:     mib(row.RSSKiB) <= 20})
 		case row.Probes == 1000 && !row.GOGC100:
 			out = append(out, verdict{Target: "idle RSS <= 64 MiB, 1,000 probes",
 				Measured: fmt.Sprintf("%.1f MiB (anon %.1f + file %.1f; peak %.1f MiB)", mib(row.RSSKiB), mib(row.AnonKiB), mib(row.FileKiB), mib(row.HWMKiB)),
-				Pass:     mib(row.RSSKiB) <= 64, Measurable: true})
+				Pass:     mib(row.RSSKiB) <= 64})
 		case row.Probes == 100 && !row.GOGC100:
 			out = append(out, verdict{Target: "idle CPU <= 1% of a core, 100 probes at 10s",
 				Measured: fmt.Sprintf("%.2f%% over %s", row.CPUPercent, row.Window.Round(time.Second)),
-				Pass:     row.CPUPercent <= 1, Measurable: true})
+				Pass:     row.CPUPercent <= 1})
 		}
 	}
 	for _, s := range r.Start {
@@ -61,7 +60,7 @@ func (r *report) verdicts() []verdict {
 		}
 		out = append(out, verdict{Target: "start to listening <= 50 ms, default config (median)",
 			Measured: fmt.Sprintf("%s ms (max %s ms); %s", ms(s.ListenMed), ms(s.ListenMax), strings.Join(others, ", ")),
-			Pass:     s.ListenMed <= 50*time.Millisecond, Measurable: true})
+			Pass:     s.ListenMed <= 50*time.Millisecond})
 	}
 	var d10, d1000 *tpRow
 	for i := range r.Rows {
@@ -79,8 +78,8 @@ func (r *report) verdicts() []verdict {
 		out = append(out, verdict{Target: "detailed response with 1,000 probes built once per change, not per request",
 			Measured: fmt.Sprintf("snapshot unchanged over %d requests: %v; allocs/request %.1f (10 probes) vs %.1f (1,000 probes); %.0f B allocated/request for a %d B body",
 				d1000.Agent.Requests, d1000.SnapshotKept, a10, a1000, b1000, d1000.BodyBytes),
-			Pass:       d1000.SnapshotKept && a1000 <= a10+5 && b1000 < float64(d1000.BodyBytes)/4,
-			Measurable: true})
+			Pass: d1000.SnapshotKept && a1000 <= a10+5 && b1000 < float64(d1000.BodyBytes)/4,
+		})
 	}
 	return out
 }
