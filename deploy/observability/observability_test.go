@@ -29,37 +29,13 @@ import (
 
 	"github.com/health-agent/health-agent/pkg/agent"
 	"github.com/health-agent/health-agent/pkg/breakers"
-	"github.com/health-agent/health-agent/pkg/config"
 	"github.com/health-agent/health-agent/pkg/metrics"
 	"github.com/health-agent/health-agent/pkg/monitor"
 	"github.com/health-agent/health-agent/pkg/probes"
 )
 
-// getKind is a minimal http kind for these tests: GET url, healthy on 2xx.
-var getKind = probes.Kind{New: func(spec probes.Spec) (probes.Probe, error) {
-	var opts struct {
-		URL string `mapstructure:"url"`
-	}
-	if err := config.DecodeOptions(spec.Options, &opts); err != nil {
-		return nil, err
-	}
-	return probes.ProbeFunc(func(ctx context.Context) (probes.Result, error) {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, opts.URL, nil)
-		if err != nil {
-			return probes.Result{}, err
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return probes.Result{}, err
-		}
-		defer resp.Body.Close()
-		_, _ = io.Copy(io.Discard, resp.Body)
-		if resp.StatusCode/100 != 2 {
-			return probes.Result{}, fmt.Errorf("HTTP %d", resp.StatusCode)
-		}
-		return probes.Result{Status: probes.Healthy}, nil
-	}), nil
-}}
+// getKind is the real http kind under the name "get".
+var getKind = probes.Kinds["http"]
 
 const agentConfig = `
 server:

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -18,31 +17,8 @@ import (
 	"github.com/health-agent/health-agent/pkg/probes"
 )
 
-// getKind is a minimal http kind for these tests: GET url, healthy on 2xx.
-var getKind = probes.Kind{New: func(spec probes.Spec) (probes.Probe, error) {
-	var opts struct {
-		URL string `mapstructure:"url"`
-	}
-	if err := config.DecodeOptions(spec.Options, &opts); err != nil {
-		return nil, err
-	}
-	return probes.ProbeFunc(func(ctx context.Context) (probes.Result, error) {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, opts.URL, nil)
-		if err != nil {
-			return probes.Result{}, err
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return probes.Result{}, err
-		}
-		defer resp.Body.Close()
-		_, _ = io.Copy(io.Discard, resp.Body)
-		if resp.StatusCode/100 != 2 {
-			return probes.Result{}, fmt.Errorf("HTTP %d", resp.StatusCode)
-		}
-		return probes.Result{Status: probes.Healthy}, nil
-	}), nil
-}}
+// getKind is the real http kind under the name "get".
+var getKind = probes.Kinds["http"]
 
 func testProbe(name, url string, critical bool, breaker string) config.Probe {
 	return config.Probe{
