@@ -449,15 +449,16 @@ func (h *harness) sample(paths ...string) *sampler {
 // latency is what a sampler saw.
 type latency struct {
 	n             int
-	p50, p99, max time.Duration
+	p50, p95, p99 time.Duration
+	max           time.Duration
 	codes         map[int]int
 	errors        []string
 	failed        []string
 }
 
 func (l latency) String() string {
-	return fmt.Sprintf("%d requests: p50 %s, p99 %s, max %s, codes %v, %d errors",
-		l.n, l.p50, l.p99, l.max, l.codes, len(l.errors))
+	return fmt.Sprintf("%d requests: p50 %s, p95 %s, p99 %s, max %s, codes %v, %d errors",
+		l.n, l.p50, l.p95, l.p99, l.max, l.codes, len(l.errors))
 }
 
 func (s *sampler) finish() latency {
@@ -472,6 +473,7 @@ func (s *sampler) finish() latency {
 	sorted := slices.Clone(s.lat)
 	slices.Sort(sorted)
 	l.p50 = sorted[len(sorted)/2]
+	l.p95 = sorted[min(len(sorted)-1, len(sorted)*95/100)]
 	l.p99 = sorted[min(len(sorted)-1, len(sorted)*99/100)]
 	l.max = sorted[len(sorted)-1]
 	return l
@@ -491,7 +493,9 @@ func assertResponsive(t *testing.T, what string, l latency, minSamples int) {
 	if l.n < minSamples {
 		t.Errorf("%s: only %d samples, want at least %d", what, l.n, minSamples)
 	}
-	if l.p99 > endpointBudget {
-		t.Errorf("%s: p99 latency %s > %s: an endpoint waited on something", what, l.p99, endpointBudget)
+	// p95, not p99: a handler that waited on the dependency would wait on every request during the
+	// fault, while one scheduler hiccup on a loaded 2-core machine must not fail the suite.
+	if l.p95 > endpointBudget {
+		t.Errorf("%s: p95 latency %s > %s: an endpoint waited on something", what, l.p95, endpointBudget)
 	}
 }
