@@ -412,18 +412,17 @@ func (m *Monitor) execute(ctx context.Context, c *check) {
 	}
 	m.mu.Unlock()
 
-	m.log.Debug("probe executed", "probe", c.def.Name, "status", status, "failed", err != nil,
-		"duration", dur, "reason", c.reasonFor(err, res))
+	if m.log.Enabled(ctx, slog.LevelDebug) { // every execution passes here: build no attributes for nothing
+		reason := res.Reason
+		if err != nil {
+			reason = err.Error()
+		}
+		m.log.Debug("probe executed", "probe", c.def.Name, "status", status, "failed", err != nil,
+			"duration", dur, "reason", reason)
+	}
 	if m.opts.OnExecution != nil {
 		m.opts.OnExecution(Execution{Probe: c.def.Name, Status: status, Failed: err != nil, Duration: dur})
 	}
-}
-
-func (c *check) reasonFor(err error, res probes.Result) string {
-	if err != nil {
-		return err.Error()
-	}
-	return res.Reason
 }
 
 // blockedByLocked returns the root cause blocking c (a dependency that is unhealthy, or what blocks a
