@@ -48,6 +48,9 @@ type check struct {
 	kick      chan struct{} // a dependency changed: run now (capacity 1)
 	first     chan struct{} // closed after the first execution; dependents' first runs wait for it
 	firstOnce sync.Once
+	// inFirstRound: the check was in the config Run started with (see Monitor.FirstRound). Set before
+	// its goroutine starts.
+	inFirstRound bool
 }
 
 // Point is one verdict on a probe's timeline.
