@@ -63,10 +63,11 @@ type Stats struct {
 	Failures        uint
 	Successes       uint
 	RemainingDelay  time.Duration
-	LastStateChange time.Time   // zero: never changed since created
-	Transitions     uint64      // state changes since created
-	Probes          []string    // probes guarded by this breaker, sorted
-	History         []Execution // the last 20 executions, oldest first
+	LastStateChange time.Time // zero: never changed since created
+	Transitions     uint64    // state changes since created
+	// Probes and History are shared with the breaker and other Stats: read them, never modify them.
+	Probes  []string    // probes guarded by this breaker, sorted
+	History []Execution // the last 20 executions, oldest first
 	// Version changes (unique within the Registry) whenever any of the above changes, except
 	// RemainingDelay and RetryDue, which move with the clock while the breaker is open.
 	Version uint64
@@ -122,7 +123,7 @@ type Breaker struct {
 	policy      config.BreakerPolicy
 	cb          circuitbreaker.CircuitBreaker[probes.Result]
 	probes      []string
-	history     ring
+	history     history
 	transitions uint64
 	lastChange  time.Time
 	version     uint64 // see Stats.Version
@@ -145,7 +146,7 @@ func (b *Breaker) Stats() Stats {
 		Name:            b.name,
 		LastStateChange: b.lastChange,
 		Transitions:     b.transitions,
-		Probes:          slices.Clone(b.probes),
+		Probes:          b.probes[:len(b.probes):len(b.probes)],
 		History:         b.history.list(),
 		Version:         b.version,
 	}
@@ -208,7 +209,7 @@ func (b *Breaker) reset(pol config.BreakerPolicy) (was string) {
 	gen := b.gen
 	b.cb = newCircuit(pol, func(e circuitbreaker.StateChangedEvent) { b.changed(gen, e) })
 	b.policy = pol
-	b.history = ring{}
+	b.history = history{}
 	b.transitions = 0
 	b.lastChange = time.Time{}
 	b.version = b.nextVersion()
@@ -277,27 +278,26 @@ func stateName(s circuitbreaker.State) string {
 	}
 }
 
-// ring is the last HistorySize executions.
-type ring struct {
-	buf  [HistorySize]Execution
-	next int // where the next execution goes
-	n    int
+// history is the last HistorySize executions. Stats hands out its slice without copying (a snapshot
+// every few seconds used to copy every breaker's history): entries are appended to a buffer of twice
+// that size, and a full buffer is replaced by a new one that starts with the last HistorySize-1.
+// Handed-out slices are capped at their length and their entries are never written again.
+type history struct {
+	buf []Execution
 }
 
-func (r *ring) add(e Execution) {
-	r.buf[r.next] = e
-	r.next = (r.next + 1) % HistorySize
-	r.n = min(r.n+1, HistorySize)
-}
-
-// list returns the executions oldest first.
-func (r *ring) list() []Execution {
-	out := make([]Execution, 0, r.n)
-	start := (r.next - r.n + HistorySize) % HistorySize
-	for i := range r.n {
-		out = append(out, r.buf[(start+i)%HistorySize])
+func (h *history) add(e Execution) {
+	if len(h.buf) == cap(h.buf) {
+		keep := h.buf[max(0, len(h.buf)-(HistorySize-1)):]
+		h.buf = append(make([]Execution, 0, 2*HistorySize), keep...)
 	}
-	return out
+	h.buf = append(h.buf, e)
+}
+
+// list returns the executions oldest first. The caller must not modify them.
+func (h *history) list() []Execution {
+	n := len(h.buf)
+	return h.buf[max(0, n-HistorySize):n:n]
 }
 
 // Registry holds the breakers by name. Safe for concurrent use.

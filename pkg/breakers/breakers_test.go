@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"regexp"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -113,11 +114,34 @@ func TestStatsCounts(t *testing.T) {
 	if e := s.History[1]; e.Error != "status 500" || e.Duration <= 0 || e.At.IsZero() {
 		t.Errorf("failure entry = %+v, want the probe's error, a duration and a time", e)
 	}
+}
 
-	// Stats is a copy: changing it changes nothing in the breaker.
-	s.History[0].Outcome, s.Probes[0] = "tampered", "tampered"
-	if again := br.Stats(); again.History[0].Outcome != OutcomeSuccess || again.Probes[0] != "dep" {
-		t.Error("Stats shares memory with the breaker")
+// TestHistoryShared: the history keeps the last HistorySize executions in order across its buffer's
+// renewals, and a slice handed out earlier never changes afterwards (Stats shares it, not a copy).
+func TestHistoryShared(t *testing.T) {
+	var h history
+	var handed [][]Execution
+	var want [][]Execution
+	for i := range 3*HistorySize + 7 {
+		h.add(Execution{Outcome: strconv.Itoa(i)})
+		got := h.list()
+		if len(got) != min(i+1, HistorySize) || got[len(got)-1].Outcome != strconv.Itoa(i) {
+			t.Fatalf("after %d executions: %d entries ending with %q", i+1, len(got), got[len(got)-1].Outcome)
+		}
+		for j, e := range got {
+			if w := strconv.Itoa(i + 1 - len(got) + j); e.Outcome != w {
+				t.Fatalf("after %d executions: entry %d is %q, want %q", i+1, j, e.Outcome, w)
+			}
+		}
+		if cap(got) != len(got) {
+			t.Fatalf("a handed-out history has room to append (cap %d, len %d)", cap(got), len(got))
+		}
+		handed, want = append(handed, got), append(want, slices.Clone(got))
+	}
+	for i := range handed {
+		if !slices.Equal(handed[i], want[i]) {
+			t.Fatalf("the history handed out after %d executions changed later", i+1)
+		}
 	}
 }
 

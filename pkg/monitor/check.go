@@ -42,6 +42,7 @@ type check struct {
 	lastFailed bool   // the previous such execution failed
 	timeline   [timelineLen]Point
 	timelineN  int
+	shown      probes.Status // the status the last snapshot showed (see Monitor.housekeep)
 	gen        uint64        // bumped by every execution or block: the state above changed
 	rendered   renderedCheck // the view last rendered from that state
 
@@ -166,6 +167,14 @@ func (c *check) recent() []Point {
 		out = append(out, c.timeline[i%timelineLen])
 	}
 	return out
+}
+
+// staleAt is when c's verdict goes stale, if it can: a check never executed or blocked cannot.
+func (c *check) staleAt() (time.Time, bool) {
+	if c.status == probes.Blocked || c.lastChecked.IsZero() {
+		return time.Time{}, false
+	}
+	return c.lastChecked.Add(c.staleAfter()), true
 }
 
 // staleAfter is how old a verdict may get before it is reported unknown: 3 intervals on top of the time

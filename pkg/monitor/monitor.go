@@ -79,8 +79,10 @@ type Monitor struct {
 	topo       []string
 	legacyName string
 	draining   bool
-	lastView   map[string]probes.Status // statuses in the last snapshot, to see staleness changes
-	bulkhead   bulkhead.Bulkhead[probes.Result]
+	// nextStale is the earliest time a verdict shown in the last snapshot may go stale: the tick
+	// looks for staleness only from then on, instead of checking every probe every tick.
+	nextStale time.Time
+	bulkhead  bulkhead.Bulkhead[probes.Result]
 
 	snap       atomic.Pointer[Snapshot]
 	publishes  atomic.Uint64 // snapshots built, for tests and benchmarks
@@ -428,6 +430,9 @@ func (m *Monitor) execute(ctx context.Context, c *check) {
 	m.mu.Lock()
 	prev := c.status
 	changed := c.record(now, res, err, dur)
+	if at, ok := c.staleAt(); ok && at.Before(m.nextStale) {
+		m.nextStale = at
+	}
 	if c.def.Legacy {
 		// The latest execution's body, or none: a body from an earlier execution would pass a dead
 		// app off as alive.
@@ -526,12 +531,15 @@ func (m *Monitor) housekeep(now time.Time) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	republish := m.dirty.Load() || (m.fresher.Load() && now.Sub(m.snap.Load().At)+m.opts.Tick/2 >= m.opts.Refresh)
-	if !republish {
+	if !republish && !now.Before(m.nextStale) {
 		for _, c := range m.ordered {
-			if m.lastView[c.def.Name] != m.viewStatus(c, now) {
+			if c.shown != m.viewStatus(c, now) {
 				republish = true
 				break
 			}
+		}
+		if !republish {
+			m.nextStale = m.nextStaleLocked(now) // executions since the snapshot moved the deadline
 		}
 	}
 	if !republish {
@@ -545,6 +553,17 @@ func (m *Monitor) housekeep(now time.Time) {
 	if republish {
 		m.publishLocked(now)
 	}
+}
+
+// nextStaleLocked is the earliest time a verdict that is not stale at now goes stale. m.mu must be held.
+func (m *Monitor) nextStaleLocked(now time.Time) time.Time {
+	next := now.Add(time.Hour) // nothing can go stale: look again in an hour all the same
+	for _, c := range m.ordered {
+		if at, ok := c.staleAt(); ok && !at.Before(now) && at.Before(next) {
+			next = at
+		}
+	}
+	return next
 }
 
 // viewStatus is c's status as shown: unknown once its verdict is stale.
@@ -575,7 +594,6 @@ func (m *Monitor) publishLocked(now time.Time) {
 	if ci := m.configInfo.Load(); ci != nil {
 		s.Config = *ci
 	}
-	view := make(map[string]probes.Status, len(m.ordered))
 	for _, c := range m.ordered {
 		v := CheckView{
 			Name: c.def.Name, Kind: c.def.Kind, Critical: c.def.Critical,
@@ -603,10 +621,12 @@ func (m *Monitor) publishLocked(now time.Time) {
 		if v.Critical && !v.EverHealthy {
 			s.Starting = true
 		}
-		view[c.def.Name] = v.Status
 		s.Checks = append(s.Checks, v)
 	}
-	m.lastView = view
+	for i, c := range m.ordered {
+		c.shown = s.Checks[i].Status
+	}
+	m.nextStale = m.nextStaleLocked(now)
 	s.Overall = overall(s.Checks)
 	var legacy json.RawMessage
 	if m.legacyName != "" {

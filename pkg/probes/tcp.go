@@ -16,6 +16,7 @@ type tcpOptions struct {
 // tcpProbe opens a TCP connection and closes it at once: healthy means something accepts connections.
 type tcpProbe struct {
 	address string
+	fields  map[string]any // the same every execution: shared, and never written after newTCP
 	dialer  net.Dialer
 }
 
@@ -28,7 +29,7 @@ func newTCP(spec Spec) (Probe, error) {
 		return nil, err
 	}
 	// KeepAlive -1: the connection lives for one handshake; keep-alive probes would be wasted.
-	return &tcpProbe{address: o.Address, dialer: net.Dialer{KeepAlive: -1}}, nil
+	return &tcpProbe{address: o.Address, fields: map[string]any{"address": o.Address}, dialer: net.Dialer{KeepAlive: -1}}, nil
 }
 
 func validateTCPAddress(addr string) error {
@@ -47,7 +48,7 @@ func validateTCPAddress(addr string) error {
 
 // Check dials the address within ctx.
 func (p *tcpProbe) Check(ctx context.Context) (Result, error) {
-	res := Result{Status: Unhealthy, Fields: map[string]any{"address": p.address}}
+	res := Result{Status: Unhealthy, Fields: p.fields}
 	conn, err := p.dialer.DialContext(ctx, "tcp", p.address)
 	if err != nil {
 		return res, err // a *net.OpError already names the address
