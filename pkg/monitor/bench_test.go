@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/health-agent/health-agent/pkg/breakers"
 	"github.com/health-agent/health-agent/pkg/config"
 	"github.com/health-agent/health-agent/pkg/probes"
 )
@@ -111,4 +112,82 @@ func BenchmarkPublishTick(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkRenderMember measures rendering one probe's member of the detailed document and one
+// breaker's member again after one more execution (what each execution costs a running agent), by the
+// appenders and by encoding/json, whose output they reproduce.
+func BenchmarkRenderMember(b *testing.B) {
+	const executions = 64
+	now := time.Now()
+	points := make([]Point, timelineLen+executions)
+	history := make([]breakers.Execution, timelineLen+executions)
+	for i := range points {
+		at := now.Add(time.Duration(i) * 10 * time.Second)
+		points[i] = Point{At: at, Status: probes.Healthy}
+		history[i] = breakers.Execution{At: at, Outcome: "success", Duration: 1234 * time.Microsecond}
+	}
+	views := make([]*CheckView, executions)
+	stats := make([]*breakers.Stats, executions)
+	for i := range executions {
+		at := points[timelineLen+i-1].At
+		views[i] = &CheckView{
+			Name: "dep-0001", Kind: "http", Critical: true, Status: probes.Healthy, Duration: 1234 * time.Microsecond,
+			LastChecked: at, LastSuccess: at, LastTransition: now, Transitions: 1, Breaker: "dep-0001",
+			DependsOn: []string{"dep-0000"}, Timeline: points[i : timelineLen+i],
+			Fields: map[string]any{"url": "http://127.0.0.1:8080/health?full=1&x=<y>", "statusCode": 200, "bodyBytes": 512},
+		}
+		stats[i] = &breakers.Stats{
+			Name: "dep-0001", State: breakers.Closed, SuccessRate: 100, Executions: uint(i), Successes: uint(i),
+			Probes: []string{"dep-0001"}, History: history[i : timelineLen+i],
+		}
+	}
+	b.Run("check/appender", func(b *testing.B) {
+		b.ReportAllocs()
+		var r renderedCheck
+		i := 0
+		for b.Loop() {
+			next, err := serviceJSON(views[i%executions], &r)
+			if err != nil {
+				b.Fatal(err)
+			}
+			r = next
+			i++
+		}
+	})
+	b.Run("check/encoding-json", func(b *testing.B) {
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			v := views[i%executions]
+			if _, err := referenceMember(v.Name, referenceServiceMap(v)); err != nil {
+				b.Fatal(err)
+			}
+			i++
+		}
+	})
+	b.Run("breaker/appender", func(b *testing.B) {
+		b.ReportAllocs()
+		var r renderedBreaker
+		i := 0
+		for b.Loop() {
+			frag, h, err := breakerMember(stats[i%executions], &r)
+			if err != nil {
+				b.Fatal(err)
+			}
+			r.frag, r.history = frag, h
+			i++
+		}
+	})
+	b.Run("breaker/encoding-json", func(b *testing.B) {
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			s := stats[i%executions]
+			if _, err := referenceMember(s.Name, toBreakerJSON(*s)); err != nil {
+				b.Fatal(err)
+			}
+			i++
+		}
+	})
 }
