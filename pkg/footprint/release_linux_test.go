@@ -104,12 +104,15 @@ func TestRelease(t *testing.T) {
 		t.Logf("no MADV_POPULATE_READ (kernel before 5.14): only the drop is checked")
 		return
 	}
-	// Every advised page was resident; the ones the process (test runner, runtime, race detector)
-	// touched again before After was read came back, and those are far fewer than half.
+	// Every advised page was resident. Some come back before After is read: those the process (test
+	// runner, runtime, race detector) touches again, each with its neighbours still in the page cache
+	// (fault-around). Where MADV_PAGEOUT may not reclaim (a user who neither owns nor may write the
+	// test binary) all neighbours are still cached, and about half the drop comes back: 80% of the
+	// resident bytes stay out as root here, 45% as nobody.
 	if rep.ResidentBytes < rep.AdvisedBytes/2 {
 		t.Errorf("%d of %d advised bytes resident after MADV_POPULATE_READ", rep.ResidentBytes, rep.AdvisedBytes)
 	}
-	if drop < rep.ResidentBytes/2 {
+	if drop < rep.ResidentBytes/4 {
 		t.Errorf("RssFile fell by %d bytes; %d of the executable's were resident", drop, rep.ResidentBytes)
 	}
 }
