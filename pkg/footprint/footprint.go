@@ -22,18 +22,18 @@ import (
 type Advice string
 
 // Release gives three pieces of advice, in this order, each over the same clean read-only mappings.
-// Each skips a page that another process also maps: agents on the same node running the same image
-// file share those pages, and keep them.
+// None takes a page from another process: PageOut and Cold skip a page that another process also
+// maps, and DontNeed unmaps from this process only, so agents on the same node running the same image
+// file keep theirs.
 const (
-	// PageOut (MADV_PAGEOUT, Linux 5.4+) reclaims the pages: they leave the process and, once written
-	// back, the page cache too, so the cgroup is no longer charged for them. The kernel does it for a
-	// file's pages only when the process owns the file or may write it (else the advice would let any
-	// process evict, and so time, a file it only reads): not the image's non-root user with a
-	// root-owned /agent, where it changes nothing.
+	// PageOut (MADV_PAGEOUT, Linux 5.4+) reclaims the pages: they leave the process and the page
+	// cache, so the cgroup is no longer charged for them. The kernel does it for a file's pages only
+	// when the process owns the file or may write it (else any process could evict, and so time, a
+	// file it only reads): not for the image's non-root user and its root-owned /agent, where it
+	// changes nothing.
 	PageOut Advice = "MADV_PAGEOUT"
-	// Cold (MADV_COLD, Linux 5.4+) moves the pages that PageOut left to the inactive list: they are
-	// the first reclaimed under pressure, and the kubelet's working set (usage less inactive file
-	// pages) no longer counts them.
+	// Cold (MADV_COLD, Linux 5.4+) moves the pages PageOut left to the inactive list, whose pages are
+	// reclaimed first and are not in the working set the kubelet reports (usage less inactive file).
 	Cold Advice = "MADV_COLD"
 	// DontNeed (MADV_DONTNEED) unmaps what is still mapped, for any process on any kernel: RSS drops.
 	// The pages stay in the page cache until reclaimed; a page that is needed again is mapped back
