@@ -242,11 +242,11 @@ func releaseStartup(ctx context.Context, firstRound <-chan struct{}, log *slog.L
 	case errors.Is(err, footprint.ErrUnsupported):
 		log.Debug("start-up memory not released", "err", err)
 		return
-	case err != nil:
+	case err != nil && rep.Mappings == 0:
 		log.Warn("start-up memory not released", "err", err)
-		if rep.Mappings == 0 {
-			return
-		}
+		return
+	case err != nil:
+		log.Warn("start-up memory released in part", "err", err)
 	}
 	mib := func(b int64) float64 { return math.Round(float64(b)/(1<<20)*10) / 10 }
 	advice := make([]string, len(rep.Advice))
