@@ -18,9 +18,11 @@ COPY configs ./configs
 COPY pkg ./pkg
 ARG TARGETOS TARGETARCH
 ARG VERSION=dev
+# nomsgpack leaves out gin's MessagePack codec, which nothing of the agent's uses: a 6 MiB smaller
+# binary, and less of it mapped in. deploy/k8s/image_test.go builds with the same flags.
 RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
     CGO_ENABLED=0 GOOS=$TARGETOS GOARCH=$TARGETARCH \
-    go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/agent ./cmd/agent
+    go build -tags nomsgpack -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/agent ./cmd/agent
 
 # distroless/static: no shell, no package manager; CA certificates (the figma probe speaks TLS), tzdata,
 # and a passwd entry for the nonroot user 65532.

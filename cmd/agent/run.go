@@ -8,11 +8,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"os"
 	"os/signal"
 	"regexp"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -22,6 +24,7 @@ import (
 
 	"github.com/health-agent/health-agent/pkg/agent"
 	"github.com/health-agent/health-agent/pkg/config"
+	"github.com/health-agent/health-agent/pkg/footprint"
 	"github.com/health-agent/health-agent/pkg/metrics"
 	"github.com/health-agent/health-agent/pkg/monitor"
 	"github.com/health-agent/health-agent/pkg/probes"
@@ -185,6 +188,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer, lookup func(str
 			}
 		})
 	}
+	watching.Go(func() { releaseStartup(ctx, a.Monitor().FirstRound(), log, lookup) })
 	err = a.Run(ctx, reloads)
 	cancel()
 	watching.Wait()
@@ -206,6 +210,53 @@ func tuneGC(lookup func(string) (string, bool)) {
 	if _, set := lookup("GOGC"); !set {
 		debug.SetGCPercent(defaultGCPercent)
 	}
+}
+
+// keepStartupPagesEnv, set to true, keeps what start-up mapped in: for a comparison, or should a
+// kernel ever misbehave on the advice.
+const keepStartupPagesEnv = "HEALTH_AGENT_KEEP_STARTUP_PAGES"
+
+// releaseStartup waits for the first round of probes, the end of start-up's work, and then hands back
+// once the memory only start-up needed (footprint.Release): most of an idle agent's RSS is pages of
+// its own binary that package initialisation, config loading and the first probes touched.
+func releaseStartup(ctx context.Context, firstRound <-chan struct{}, log *slog.Logger, lookup func(string) (string, bool)) {
+	if v, set := lookup(keepStartupPagesEnv); set {
+		keep, err := strconv.ParseBool(v)
+		if err != nil {
+			log.Warn("environment variable ignored: want true or false", "env", keepStartupPagesEnv, "value", v)
+		} else if keep {
+			log.Info("start-up memory kept", "env", keepStartupPagesEnv)
+			return
+		}
+	}
+	select {
+	case <-firstRound:
+	case <-ctx.Done():
+		return
+	}
+	if ctx.Err() != nil {
+		return // shutting down: nothing to gain
+	}
+	rep, err := footprint.Release()
+	switch {
+	case errors.Is(err, footprint.ErrUnsupported):
+		log.Debug("start-up memory not released", "err", err)
+		return
+	case err != nil && rep.Mappings == 0:
+		log.Warn("start-up memory not released", "err", err)
+		return
+	case err != nil:
+		log.Warn("start-up memory released in part", "err", err)
+	}
+	mib := func(b int64) float64 { return math.Round(float64(b)/(1<<20)*10) / 10 }
+	advice := make([]string, len(rep.Advice))
+	for i, a := range rep.Advice {
+		advice[i] = string(a)
+	}
+	log.Info("start-up memory released",
+		slog.Group("before", "anon_mib", mib(rep.Before.AnonBytes), "file_mib", mib(rep.Before.FileBytes)),
+		slog.Group("after", "anon_mib", mib(rep.After.AnonBytes), "file_mib", mib(rep.After.FileBytes)),
+		"paged_out_mib", mib(rep.PagedOutBytes), "advice", strings.Join(advice, ","))
 }
 
 func sourceName(path string) string {

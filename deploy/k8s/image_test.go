@@ -2,6 +2,7 @@ package k8s_test
 
 import (
 	"bufio"
+	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -44,15 +45,36 @@ func TestImage(t *testing.T) {
 			copyTree(t, filepath.Join(root, src), filepath.Join(ctx, src))
 		}
 		bin := filepath.Join(t.TempDir(), "agent")
-		build := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w -X main.version=image-test", "-o", bin, "./cmd/agent")
+		build, err := imageBuild(filepath.Join(root, "Dockerfile"), "image-test", bin)
+		if err != nil {
+			t.Fatal(err)
+		}
 		build.Dir = ctx
-		build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=-buildvcs=false")
+		build.Env = append(build.Env, "GOFLAGS=-buildvcs=false")
 		if out, err := build.CombinedOutput(); err != nil {
 			t.Fatalf("go build in the image's context (%v): %v\n%s", sources, err, out)
 		}
 		out, err := exec.Command(bin, "version").Output()
 		if err != nil || strings.TrimSpace(string(out)) != "health-agent image-test" {
 			t.Errorf("agent version = %q, %v: -X main.version did not take", out, err)
+		}
+	})
+
+	t.Run("build flags", func(t *testing.T) {
+		// What README and BENCHMARKS.md say of the image's binary: static, stripped, reproducible
+		// paths, without gin's MessagePack codec.
+		build, err := imageBuild(filepath.Join(root, "Dockerfile"), "x", "/out/agent")
+		if err != nil {
+			t.Fatal(err)
+		}
+		args := strings.Join(build.Args, " ")
+		for _, w := range []string{"go build ", " -tags nomsgpack ", " -trimpath ", ` -ldflags -s -w -X main.version=x `, " -o /out/agent ./cmd/agent"} {
+			if !strings.Contains(args, w) {
+				t.Errorf("the image builds with %q: want %q in it", args, w)
+			}
+		}
+		if !slices.Contains(build.Env, "CGO_ENABLED=0") {
+			t.Errorf("the image builds with %q in the environment: want CGO_ENABLED=0", build.Env)
 		}
 	})
 
@@ -71,12 +93,81 @@ func TestImage(t *testing.T) {
 	})
 }
 
+// imageBuild returns the Dockerfile's `go build` as a command that writes out, with ${VERSION} as
+// version, for this machine's platform: the tests build the agent as the image does.
+func imageBuild(dockerfilePath, version, out string) (*exec.Cmd, error) {
+	lines, err := instructions(dockerfilePath)
+	if err != nil {
+		return nil, err
+	}
+	for _, l := range lines {
+		if !strings.HasPrefix(l, "RUN ") || !strings.Contains(l, " go build ") {
+			continue
+		}
+		words := shellWords(l[strings.Index(l, " go build ")+1:])
+		var env []string
+		for _, f := range strings.Fields(l[:strings.Index(l, " go build ")]) {
+			if k, v, ok := strings.Cut(f, "="); ok && k == "CGO_ENABLED" {
+				env = append(env, k+"="+v)
+			}
+		}
+		for i, w := range words {
+			words[i] = strings.ReplaceAll(w, "${VERSION}", version)
+			if i > 0 && words[i-1] == "-o" {
+				words[i] = out
+			}
+		}
+		cmd := exec.Command(words[0], words[1:]...)
+		cmd.Env = append(os.Environ(), env...)
+		return cmd, nil
+	}
+	return nil, fmt.Errorf("%s: no RUN … go build", dockerfilePath)
+}
+
+// shellWords splits s at spaces outside double quotes, dropping the quotes: enough for a RUN line.
+func shellWords(s string) []string {
+	var words []string
+	var cur strings.Builder
+	quoted, inWord := false, false
+	for _, r := range s {
+		switch {
+		case r == '"':
+			quoted, inWord = !quoted, true
+		case r == ' ' && !quoted:
+			if inWord {
+				words = append(words, cur.String())
+				cur.Reset()
+			}
+			inWord = false
+		default:
+			cur.WriteRune(r)
+			inWord = true
+		}
+	}
+	if inWord {
+		words = append(words, cur.String())
+	}
+	return words
+}
+
 // dockerfile returns the Dockerfile's instructions, continuation lines joined, comments dropped.
 func dockerfile(t *testing.T, path string) []string {
 	t.Helper()
+	out, err := instructions(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func instructions(path string) ([]string, error) {
+	lines, err := nonComments(path)
+	if err != nil {
+		return nil, err
+	}
 	var out []string
 	var cur strings.Builder
-	for _, l := range readLines(t, path) {
+	for _, l := range lines {
 		if strings.HasSuffix(l, `\`) {
 			cur.WriteString(strings.TrimSuffix(l, `\`) + " ")
 			continue
@@ -85,15 +176,23 @@ func dockerfile(t *testing.T, path string) []string {
 		out = append(out, strings.Join(strings.Fields(cur.String()), " "))
 		cur.Reset()
 	}
-	return out
+	return out, nil
 }
 
 // readLines returns path's non-blank lines that are not comments, trimmed.
 func readLines(t *testing.T, path string) []string {
 	t.Helper()
-	f, err := os.Open(path)
+	out, err := nonComments(path)
 	if err != nil {
 		t.Fatal(err)
+	}
+	return out
+}
+
+func nonComments(path string) ([]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
 	}
 	defer f.Close()
 	var out []string
@@ -104,10 +203,7 @@ func readLines(t *testing.T, path string) []string {
 			out = append(out, l)
 		}
 	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return out, sc.Err()
 }
 
 // copyTree copies src to dst as the build context would have it: without tests and testdata.

@@ -53,9 +53,13 @@ func TestMain(m *testing.M) {
 	}
 	agentBin = filepath.Join(dir, "agent")
 	// Built as the Dockerfile builds it, so TestImage's build of the same sources hits the build cache.
-	build := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w -X main.version=manifest-test", "-o", agentBin, "./cmd/agent")
+	build, err := imageBuild(filepath.Join("..", "..", "Dockerfile"), "manifest-test", agentBin)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
 	build.Dir = filepath.Join("..", "..")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "build the agent: %v\n%s", err, out)
 		os.RemoveAll(dir)

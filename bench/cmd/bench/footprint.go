@@ -24,26 +24,31 @@ const clockTicks = 100
 
 // binaries are the agent built the ways that matter.
 type binaries struct {
-	Plain     string // go build ./cmd/agent: what a developer gets
-	Image     string // as the Dockerfile builds it: CGO_ENABLED=0 -trimpath -ldflags "-s -w"
-	NoMsgpack string // the image build with gin's nomsgpack tag (drops a codec the agent never uses)
-	Sizes     map[string]int64
+	Plain       string // go build ./cmd/agent: what a developer gets
+	Image       string // as the Dockerfile builds it: CGO_ENABLED=0 -tags nomsgpack -trimpath -ldflags "-s -w"
+	WithMsgpack string // the image build without gin's nomsgpack tag, for comparison
+	Sizes       map[string]int64
 }
 
-// buildFlags are the image's build flags, as in the Dockerfile.
-var buildFlags = []string{"-trimpath", "-ldflags", "-s -w"}
+// imageFlags are the image's build flags, as in the Dockerfile (CGO_ENABLED=0 besides);
+// deploy/k8s/image_test.go checks the Dockerfile's.
+var imageFlags = []string{"-tags", "nomsgpack", "-trimpath", "-ldflags", "-s -w"}
+
+// keepStartupPages is the environment of an agent that keeps its start-up pages mapped in
+// (cmd/agent releases them after the first round of probes unless told not to).
+const keepStartupPages = "HEALTH_AGENT_KEEP_STARTUP_PAGES=1"
 
 func buildAgent(ctx context.Context, repo, tmp string) (binaries, error) {
 	b := binaries{Plain: filepath.Join(tmp, "agent-plain"), Image: filepath.Join(tmp, "agent"),
-		NoMsgpack: filepath.Join(tmp, "agent-nomsgpack"), Sizes: map[string]int64{}}
+		WithMsgpack: filepath.Join(tmp, "agent-msgpack"), Sizes: map[string]int64{}}
 	builds := []struct {
 		out   string
 		cgo   bool
 		flags []string
 	}{
 		{b.Plain, true, nil},
-		{b.Image, false, buildFlags},
-		{b.NoMsgpack, false, append([]string{"-tags", "nomsgpack"}, buildFlags...)},
+		{b.Image, false, imageFlags},
+		{b.WithMsgpack, false, imageFlags[2:]},
 	}
 	for _, bd := range builds {
 		args := append([]string{"build"}, bd.flags...)
@@ -230,7 +235,7 @@ func procStatus(pid int, keys ...string) (map[string]int64, error) {
 // idleRow is one agent process at idle.
 type idleRow struct {
 	Config     string
-	Default    bool // the default config (the RSS target's subject)
+	Default    bool // the RSS target's subject: the default config, as the image runs it
 	Probes     int
 	RSSWarmKiB int64 // VmRSS after the warm-up
 	RSSKiB     int64 // VmRSS at the end of the window
@@ -267,9 +272,11 @@ type footprint struct {
 
 // startFootprint starts one agent process per config.
 func startFootprint(p *params, bin binaries, world *defaultWorld, counts []int) (*footprint, error) {
+	// The image as it is, then without its last two memory steps one at a time: what each buys.
 	f := &footprint{cfgs: []footprintConfig{
 		{name: "default config", def: true, bin: bin.Image},
-		{name: "default config, `-tags nomsgpack`", def: true, bin: bin.NoMsgpack},
+		{name: "default config, start-up pages kept", bin: bin.Image, env: []string{keepStartupPages}},
+		{name: "default config, start-up pages kept, without `-tags nomsgpack`", bin: bin.WithMsgpack, env: []string{keepStartupPages}},
 	}}
 	type variant struct {
 		n    int
@@ -366,7 +373,8 @@ func (f *footprint) measureGroup(group []int, window time.Duration, rows []idleR
 		if err != nil {
 			return fmt.Errorf("%s: %w; log: %s", c.name, err, tail(pr.log))
 		}
-		rows[i] = idleRow{Config: c.name, Default: c.def, Probes: c.probes, RSSWarmKiB: st["VmRSS"], GOGC100: len(c.env) > 0}
+		rows[i] = idleRow{Config: c.name, Default: c.def, Probes: c.probes, RSSWarmKiB: st["VmRSS"],
+			GOGC100: slices.Contains(c.env, "GOGC=100")}
 		if t0[i], err = cpuTicks(pr.cmd.Process.Pid); err != nil {
 			return err
 		}
