@@ -27,6 +27,7 @@ type binaries struct {
 	Plain       string // go build ./cmd/agent: what a developer gets
 	Image       string // as the Dockerfile builds it: CGO_ENABLED=0 -tags nomsgpack -trimpath -ldflags "-s -w"
 	WithMsgpack string // the image build without gin's nomsgpack tag, for comparison
+	Floor       string // bench/cmd/dialfloor: the idle-CPU baseline
 	Sizes       map[string]int64
 }
 
@@ -40,7 +41,7 @@ const keepStartupPages = "HEALTH_AGENT_KEEP_STARTUP_PAGES=1"
 
 func buildAgent(ctx context.Context, repo, tmp string) (binaries, error) {
 	b := binaries{Plain: filepath.Join(tmp, "agent-plain"), Image: filepath.Join(tmp, "agent"),
-		WithMsgpack: filepath.Join(tmp, "agent-msgpack"), Sizes: map[string]int64{}}
+		WithMsgpack: filepath.Join(tmp, "agent-msgpack"), Floor: filepath.Join(tmp, "dialfloor"), Sizes: map[string]int64{}}
 	builds := []struct {
 		out   string
 		cgo   bool
@@ -67,6 +68,11 @@ func buildAgent(ctx context.Context, repo, tmp string) (binaries, error) {
 			return b, err
 		}
 		b.Sizes[bd.out] = fi.Size()
+	}
+	floor := exec.CommandContext(ctx, "go", "build", "-o", b.Floor, "./cmd/dialfloor")
+	floor.Dir = filepath.Join(repo, "bench")
+	if out, err := floor.CombinedOutput(); err != nil {
+		return b, fmt.Errorf("go build ./cmd/dialfloor: %w\n%s", err, out)
 	}
 	return b, nil
 }
@@ -109,6 +115,31 @@ func startProc(bin, cfgPath string, env []string, logPath string) (*proc, error)
 	cmd.Env = env
 	cmd.Stdout, cmd.Stderr = lf, lf
 	p := &proc{cmd: cmd, addr: addr, done: make(chan error, 1), log: logPath}
+	p.start = time.Now()
+	if err := cmd.Start(); err != nil {
+		lf.Close()
+		return nil, fmt.Errorf("start %s: %w", bin, err)
+	}
+	go func() {
+		p.done <- cmd.Wait()
+		lf.Close()
+	}()
+	return p, nil
+}
+
+// startFloor starts dialfloor making n probes' connections to deps, as probeConfig assigns them.
+func startFloor(bin string, deps *tcpDeps, n int, logPath string) (*proc, error) {
+	addrs := make([]string, 0, 10)
+	for i := range min(n, 10) {
+		addrs = append(addrs, deps.Addr(i))
+	}
+	lf, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, "-addrs", strings.Join(addrs, ","), "-n", strconv.Itoa(n), "-interval", "10s")
+	cmd.Stdout, cmd.Stderr = lf, lf
+	p := &proc{cmd: cmd, done: make(chan error, 1), log: logPath}
 	p.start = time.Now()
 	if err := cmd.Start(); err != nil {
 		lf.Close()
@@ -249,6 +280,7 @@ type idleRow struct {
 	Ready      bool          // /readyz answered 200 at the end
 	GOGC100    bool          // run with Go's default GC target instead of the agent's
 	Age        time.Duration // how long the process had run at the end of the window
+	Floor      bool          // the dialfloor baseline, not an agent
 }
 
 // footprintConfig is one process to watch.
@@ -260,6 +292,7 @@ type footprintConfig struct {
 	path   string   // "" = embedded default
 	env    []string // added to the world's
 	deps   *tcpDeps
+	floor  bool // bin is dialfloor making the probes' connections, not an agent
 }
 
 // footprint is the idle agent processes, started early so that they age (their breaker histories and
@@ -304,9 +337,29 @@ func startFootprint(p *params, bin binaries, world *defaultWorld, counts []int) 
 		}
 		f.cfgs = append(f.cfgs, footprintConfig{name: v.name, bin: bin.Image, probes: v.n, path: path, env: v.env, deps: deps})
 	}
+	// The baseline for the CPU target's row: the same connections from a process that does nothing else.
+	if slices.Contains(counts, 100) {
+		deps, err := startTCPDeps(10)
+		if err != nil {
+			f.Close()
+			return nil, err
+		}
+		f.cfgs = append(f.cfgs, footprintConfig{name: "baseline: 100 TCP connects per 10s and nothing else (`bench/cmd/dialfloor`)",
+			bin: bin.Floor, probes: 100, deps: deps, floor: true})
+	}
 	f.started = time.Now()
 	for i, c := range f.cfgs {
-		pr, err := startProc(c.bin, c.path, append(slices.Clone(world.env), c.env...), filepath.Join(p.tmp, fmt.Sprintf("idle-%d.log", i)))
+		logPath := filepath.Join(p.tmp, fmt.Sprintf("idle-%d.log", i))
+		if c.floor {
+			pr, err := startFloor(c.bin, c.deps, c.probes, logPath)
+			if err != nil {
+				f.Close()
+				return nil, err
+			}
+			f.procs = append(f.procs, pr)
+			continue
+		}
+		pr, err := startProc(c.bin, c.path, append(slices.Clone(world.env), c.env...), logPath)
 		if err != nil {
 			f.Close()
 			return nil, err
@@ -373,7 +426,7 @@ func (f *footprint) measureGroup(group []int, window time.Duration, rows []idleR
 		if err != nil {
 			return fmt.Errorf("%s: %w; log: %s", c.name, err, tail(pr.log))
 		}
-		rows[i] = idleRow{Config: c.name, Default: c.def, Probes: c.probes, RSSWarmKiB: st["VmRSS"],
+		rows[i] = idleRow{Config: c.name, Default: c.def, Probes: c.probes, Floor: c.floor, RSSWarmKiB: st["VmRSS"],
 			GOGC100: slices.Contains(c.env, "GOGC=100")}
 		if t0[i], err = cpuTicks(pr.cmd.Process.Pid); err != nil {
 			return err
@@ -404,6 +457,9 @@ func (f *footprint) measureGroup(group []int, window time.Duration, rows []idleR
 		r.CPUPercent = float64(t1-t0[i]) / clockTicks / elapsed.Seconds() * 100
 		if c.deps != nil {
 			r.DepPerSec = float64(c.deps.Requests()-d0[i]) / elapsed.Seconds()
+		}
+		if pr.addr == "" {
+			continue // the baseline serves nothing
 		}
 		if resp, err := client.Get("http://" + pr.addr + "/readyz"); err == nil {
 			resp.Body.Close()

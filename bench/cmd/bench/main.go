@@ -59,7 +59,7 @@ func mainErr() int {
 	cell := flag.Duration("cell", 0, "load per target per cell (default 3s, quick 0.6s)")
 	conns := flag.Int("conns", 8, "concurrent keep-alive connections of the load generator")
 	warmup := flag.Duration("warmup", 0, "least age of the idle agents before their CPU window (default 210s: breaker histories full; quick 3s)")
-	window := flag.Duration("window", 0, "idle CPU measurement window (default 30s, quick 10s)")
+	window := flag.Duration("window", 0, "idle CPU measurement window (default 60s, quick 10s)")
 	scale := flag.Float64("reaction-scale", 0, "time scale of the reaction policies (default 1, quick 0.1)")
 	runs := flag.Int("reaction-runs", 1, "reaction trials")
 	only := flag.String("only", "", "comma-separated sections: throughput,micro,footprint,startup,reaction (default all)")
@@ -70,7 +70,7 @@ func mainErr() int {
 
 	p = params{quick: *quick, conns: *conns, rounds: 10, peerRounds: 2, probeCounts: []int{10, 100, 1000},
 		idleCounts: []int{5, 100, 1000}, cell: 3 * time.Second, warmup: 210 * time.Second,
-		window: 30 * time.Second, startTrials: 15, reactionScale: 1, reactionRuns: *runs, chromium: *chromium}
+		window: 60 * time.Second, startTrials: 15, reactionScale: 1, reactionRuns: *runs, chromium: *chromium}
 	if p.quick {
 		p.cell, p.rounds, p.peerRounds = 800*time.Millisecond, 4, 1
 		p.warmup, p.window, p.startTrials, p.reactionScale = 3*time.Second, 10*time.Second, 5, 0.1
