@@ -15,11 +15,7 @@ import (
 // hour-long tick: anything published is published for a verdict change, never by the tick.
 func instantMonitor(t *testing.T, n int) *Monitor {
 	t.Helper()
-	kinds := probes.Registry{"instant": {New: func(probes.Spec) (probes.Probe, error) {
-		return probes.ProbeFunc(func(context.Context) (probes.Result, error) {
-			return probes.Result{Status: probes.Healthy}, nil
-		}), nil
-	}}}
+	kinds := probes.Registry{"instant": instantKind}
 	pol := config.DefaultPolicy()
 	pol.Interval = time.Hour
 	ps := make([]config.Probe, n)
@@ -30,6 +26,20 @@ func instantMonitor(t *testing.T, n int) *Monitor {
 	if err != nil {
 		t.Fatal(err)
 	}
+	runMonitor(t, m)
+	return m
+}
+
+// instantKind's probes answer healthy at once.
+var instantKind = probes.Kind{New: func(probes.Spec) (probes.Probe, error) {
+	return probes.ProbeFunc(func(context.Context) (probes.Result, error) {
+		return probes.Result{Status: probes.Healthy}, nil
+	}), nil
+}}
+
+// runMonitor runs m until the test ends.
+func runMonitor(t *testing.T, m *Monitor) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); _ = m.Run(ctx) }()
@@ -37,7 +47,6 @@ func instantMonitor(t *testing.T, n int) *Monitor {
 		cancel()
 		<-done
 	})
-	return m
 }
 
 func waitHealthy(t *testing.T, m *Monitor, within time.Duration) {
@@ -79,11 +88,7 @@ func TestPublishBurstCoalesced(t *testing.T) {
 // TestRefreshCoalescesFreshness: executions that keep their verdicts are shown by a snapshot at most
 // once per Options.Refresh, not once per tick; the snapshot that shows them has their new lastChecked.
 func TestRefreshCoalescesFreshness(t *testing.T) {
-	kinds := probes.Registry{"instant": {New: func(probes.Spec) (probes.Probe, error) {
-		return probes.ProbeFunc(func(context.Context) (probes.Result, error) {
-			return probes.Result{Status: probes.Healthy}, nil
-		}), nil
-	}}}
+	kinds := probes.Registry{"instant": instantKind}
 	pol := config.DefaultPolicy()
 	pol.Interval = 5 * time.Millisecond
 	const tick, refresh = 10 * time.Millisecond, 300 * time.Millisecond
@@ -93,10 +98,7 @@ func TestRefreshCoalescesFreshness(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = m.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	runMonitor(t, m)
 	waitHealthy(t, m, 15*time.Second)
 
 	s0, n0 := m.Snapshot(), executions.Load()
@@ -123,11 +125,7 @@ func TestRefreshCoalescesFreshness(t *testing.T) {
 func TestFirstRound(t *testing.T) {
 	release := make(chan struct{})
 	kinds := probes.Registry{
-		"instant": {New: func(probes.Spec) (probes.Probe, error) {
-			return probes.ProbeFunc(func(context.Context) (probes.Result, error) {
-				return probes.Result{Status: probes.Healthy}, nil
-			}), nil
-		}},
+		"instant": instantKind,
 		"gated": {New: func(probes.Spec) (probes.Probe, error) {
 			return probes.ProbeFunc(func(ctx context.Context) (probes.Result, error) {
 				select {
@@ -150,10 +148,7 @@ func TestFirstRound(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = m.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	runMonitor(t, m)
 
 	for deadline := time.Now().Add(15 * time.Second); executions.Load() < 2; time.Sleep(time.Millisecond) {
 		if time.Now().After(deadline) {

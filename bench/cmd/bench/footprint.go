@@ -107,18 +107,23 @@ func startProc(bin, cfgPath string, env []string, logPath string) (*proc, error)
 	if cfgPath != "" {
 		args = append(args, "--config", cfgPath)
 	}
+	cmd := exec.Command(bin, args...)
+	cmd.Env = env
+	return launch(cmd, addr, logPath)
+}
+
+// launch starts cmd with its output in logPath; addr is where it serves ("" for nowhere).
+func launch(cmd *exec.Cmd, addr, logPath string) (*proc, error) {
 	lf, err := os.Create(logPath)
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(bin, args...)
-	cmd.Env = env
 	cmd.Stdout, cmd.Stderr = lf, lf
 	p := &proc{cmd: cmd, addr: addr, done: make(chan error, 1), log: logPath}
 	p.start = time.Now()
 	if err := cmd.Start(); err != nil {
 		lf.Close()
-		return nil, fmt.Errorf("start %s: %w", bin, err)
+		return nil, fmt.Errorf("start %s: %w", cmd.Path, err)
 	}
 	go func() {
 		p.done <- cmd.Wait()
@@ -133,23 +138,8 @@ func startFloor(bin string, deps *tcpDeps, n int, logPath string) (*proc, error)
 	for i := range min(n, 10) {
 		addrs = append(addrs, deps.Addr(i))
 	}
-	lf, err := os.Create(logPath)
-	if err != nil {
-		return nil, err
-	}
 	cmd := exec.Command(bin, "-addrs", strings.Join(addrs, ","), "-n", strconv.Itoa(n), "-interval", "10s")
-	cmd.Stdout, cmd.Stderr = lf, lf
-	p := &proc{cmd: cmd, done: make(chan error, 1), log: logPath}
-	p.start = time.Now()
-	if err := cmd.Start(); err != nil {
-		lf.Close()
-		return nil, fmt.Errorf("start %s: %w", bin, err)
-	}
-	go func() {
-		p.done <- cmd.Wait()
-		lf.Close()
-	}()
-	return p, nil
+	return launch(cmd, "", logPath)
 }
 
 // waitListening polls a TCP connect every 200µs; it returns the time from process start.
