@@ -279,7 +279,7 @@ func stateName(s circuitbreaker.State) string {
 }
 
 // history is the last HistorySize executions. Stats hands out its slice without copying (a snapshot
-// every few seconds used to copy every breaker's history): entries are appended to a buffer of twice
+// every few seconds used to copy every breaker's history): entries are appended to a buffer of 1.5 times
 // that size, and a full buffer is replaced by a new one that starts with the last HistorySize-1.
 // Handed-out slices are capped at their length and their entries are never written again.
 type history struct {
@@ -289,7 +289,7 @@ type history struct {
 func (h *history) add(e Execution) {
 	if len(h.buf) == cap(h.buf) {
 		keep := h.buf[max(0, len(h.buf)-(HistorySize-1)):]
-		h.buf = append(make([]Execution, 0, 2*HistorySize), keep...)
+		h.buf = append(make([]Execution, 0, HistorySize+HistorySize/2), keep...)
 	}
 	h.buf = append(h.buf, e)
 }
