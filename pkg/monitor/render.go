@@ -87,8 +87,9 @@ func (r *renderCache) breaker(b *breakers.Stats) ([]byte, error) {
 }
 
 // breakerMember renders b as a member of the circuit-breakers document, `"name":{…}`: byte for byte
-// what json.Marshal makes of toBreakerJSON(*b). Like serviceJSON, it appends to one buffer sized after
-// prev, and copies the history entries prev already rendered.
+// what json.Marshal makes of toBreakerJSON(*b), the reference renderer in render_test.go. Like
+// serviceJSON, it appends to one buffer sized after prev, and copies the history entries prev already
+// rendered.
 func breakerMember(b *breakers.Stats, prev *renderedBreaker) ([]byte, renderedList[breakers.Execution], error) {
 	var history renderedList[breakers.Execution]
 	size := len(prev.frag)
@@ -128,7 +129,7 @@ func breakerMember(b *breakers.Stats, prev *renderedBreaker) ([]byte, renderedLi
 	out = append(out, `,"probes":`...)
 	out = appendStrings(out, nonNil(b.Probes))
 	out = append(out, `,"history":`...)
-	// toBreakerJSON makes the history non-nil: [] rather than null.
+	// The reference (toBreakerJSON) makes the history non-nil: [] rather than null.
 	if out, history, err = appendList(out, b.History, &prev.history, prev.frag, appendExecution); err != nil {
 		return nil, history, err
 	}
@@ -136,7 +137,7 @@ func breakerMember(b *breakers.Stats, prev *renderedBreaker) ([]byte, renderedLi
 	return out[:len(out):len(out)], history, nil
 }
 
-// appendExecution writes h as encoding/json writes toBreakerJSON's history entry for it.
+// appendExecution writes h as encoding/json writes the reference renderer's history entry for it.
 func appendExecution(dst []byte, h *breakers.Execution) ([]byte, error) {
 	dst = append(dst, `{"at":`...)
 	dst, err := appendTime(dst, h.At)

@@ -705,3 +705,58 @@ func FuzzBreakerMember(f *testing.F) {
 		compareBreaker(t, &b, &first)
 	})
 }
+
+// The reference renderer's types: what the appenders in render.go must write byte for byte.
+
+type breakerJSON struct {
+	State            string           `json:"state"`
+	RetryDue         bool             `json:"retryDue"`
+	FailureRate      float64          `json:"failureRate"`
+	SuccessRate      float64          `json:"successRate"`
+	Executions       uint             `json:"executions"`
+	Failures         uint             `json:"failures"`
+	Successes        uint             `json:"successes"`
+	RemainingDelayMs int64            `json:"remainingDelayMs"`
+	LastStateChange  *time.Time       `json:"lastStateChange"`
+	Transitions      uint64           `json:"transitions"`
+	Probes           []string         `json:"probes"`
+	History          []historyEntries `json:"history"`
+}
+
+type historyEntries struct {
+	At         time.Time `json:"at"`
+	Outcome    string    `json:"outcome"`
+	DurationMs float64   `json:"durationMs"`
+	Error      string    `json:"error,omitempty"`
+}
+
+func toBreakerJSON(b breakers.Stats) breakerJSON {
+	out := breakerJSON{
+		State: b.State, RetryDue: b.RetryDue, FailureRate: b.FailureRate, SuccessRate: b.SuccessRate,
+		Executions: b.Executions, Failures: b.Failures, Successes: b.Successes,
+		RemainingDelayMs: b.RemainingDelay.Milliseconds(), Transitions: b.Transitions,
+		Probes: nonNil(slices.Clone(b.Probes)), History: make([]historyEntries, 0, len(b.History)),
+	}
+	if !b.LastStateChange.IsZero() {
+		t := b.LastStateChange
+		out.LastStateChange = &t
+	}
+	for _, h := range b.History {
+		out.History = append(out.History, historyEntries{At: h.At, Outcome: h.Outcome, DurationMs: ms(h.Duration), Error: h.Error})
+	}
+	return out
+}
+
+func timeOrNil(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t
+}
+
+func nilIfEmpty(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
