@@ -3,7 +3,6 @@ package statuspage_test
 import (
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -14,37 +13,10 @@ import (
 	"time"
 
 	"github.com/health-agent/health-agent/pkg/agent"
-	"github.com/health-agent/health-agent/pkg/config"
 	"github.com/health-agent/health-agent/pkg/monitor"
 	"github.com/health-agent/health-agent/pkg/probes"
 	"github.com/health-agent/health-agent/pkg/statuspage"
 )
-
-// getKind is a minimal http kind for these tests: GET url, healthy on 2xx.
-var getKind = probes.Kind{New: func(spec probes.Spec) (probes.Probe, error) {
-	var opts struct {
-		URL string `mapstructure:"url"`
-	}
-	if err := config.DecodeOptions(spec.Options, &opts); err != nil {
-		return nil, err
-	}
-	return probes.ProbeFunc(func(ctx context.Context) (probes.Result, error) {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, opts.URL, nil)
-		if err != nil {
-			return probes.Result{}, err
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return probes.Result{}, err
-		}
-		defer resp.Body.Close()
-		_, _ = io.Copy(io.Discard, resp.Body)
-		if resp.StatusCode/100 != 2 {
-			return probes.Result{}, fmt.Errorf("dependency answered HTTP %d", resp.StatusCode)
-		}
-		return probes.Result{Status: probes.Healthy}, nil
-	}), nil
-}}
 
 const browserConfig = `
 server:
@@ -60,17 +32,17 @@ defaults:
   breaker: { failureThreshold: 2, window: 2, delay: 500ms, successThreshold: 1 }
 probes:
   - name: database
-    kind: get
+    kind: http
     critical: true
     url: "${DEP_URL}"
   - name: api
-    kind: get
+    kind: http
     critical: true
     dependsOn: [database]
     breaker: api-upstream
     url: "${OK_URL}"
   - name: cache
-    kind: get
+    kind: http
     critical: false
     url: "${OK_URL}"
 `
@@ -111,7 +83,7 @@ func TestChromium(t *testing.T) {
 	if err := os.WriteFile(path, []byte(browserConfig), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	kinds := probes.Registry{"get": getKind}
+	kinds := probes.Registry{"http": probes.Kinds["http"]}
 	loaded, err := agent.LoadConfig(path, kinds, lookup)
 	if err != nil {
 		t.Fatalf("config: %v", err)
@@ -173,7 +145,7 @@ func TestChromium(t *testing.T) {
 			const s = `+pageState+`;
 			return s.marker === 1 && s.overall === "unhealthy" && s.probes.database === "unhealthy" &&
 				s.probes.api === "blocked" && s.probes.cache === "healthy" &&
-				s.breakers.database !== "CLOSED" && s.text.includes("dependency answered HTTP 500");
+				s.breakers.database !== "CLOSED" && s.text.includes("status 500");
 		})()`, describe)
 		p := c.screenshot(ctx, dir, "statuspage-failing.png")
 		t.Logf("screenshot of the failing dependency: %s", p)
