@@ -191,8 +191,10 @@ func TestMCPSessionCountSeesSessions(t *testing.T) {
 	if err != nil {
 		t.Fatalf("connect: %v", err)
 	}
-	if n := ts.sessions(); n != 1 {
-		t.Errorf("sessions = %d with a client connected, want 1", n)
+	// At least one: the client's own transport may open a second session now and then (seen once in CI
+	// with go-sdk v1.8.0); what matters here is that a live session is counted at all.
+	if n := ts.sessions(); n < 1 {
+		t.Errorf("sessions = %d with a client connected, want at least 1", n)
 	}
 	_ = cs.Close()
 	ts.waitNoSessions(t)
