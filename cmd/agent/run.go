@@ -20,16 +20,12 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/health-agent/health-agent/pkg/agent"
 	"github.com/health-agent/health-agent/pkg/config"
 	"github.com/health-agent/health-agent/pkg/footprint"
-	"github.com/health-agent/health-agent/pkg/metrics"
 	"github.com/health-agent/health-agent/pkg/monitor"
 	"github.com/health-agent/health-agent/pkg/probes"
 	"github.com/health-agent/health-agent/pkg/reload"
-	"github.com/health-agent/health-agent/pkg/statuspage"
 )
 
 // Exit codes, documented in the README.
@@ -133,17 +129,9 @@ func serve(ctx context.Context, args []string, stderr io.Writer, lookup func(str
 		log.Warn("config warning", "warning", w)
 	}
 	tuneGC(lookup)
-	met := metrics.New(prometheus.NewRegistry(), agentVersion())
-	a, err := agent.New(loaded, agent.Options{
+	a, err := agent.New(loaded, agent.Instrumented(agent.Options{
 		ConfigPath: *cfgPath, Listen: *listen, Logger: log, Version: agentVersion(), LookupEnv: lookup,
-		Observe: func(m *monitor.Monitor) http.Handler { met.Attach(m); return met.Handler() },
-		Page: func(m *monitor.Monitor, token func() string) http.Handler {
-			return statuspage.New(m, statuspage.Options{Token: token})
-		},
-		MonitorOptions: monitor.Options{
-			OnExecution: met.ObserveExecution, OnBreakerTransition: met.ObserveBreakerTransition,
-		},
-	})
+	}))
 	if err != nil {
 		log.Error("cannot start", "err", err)
 		return exitUsage
@@ -246,18 +234,21 @@ func releaseStartup(ctx context.Context, firstRound <-chan struct{}, log *slog.L
 	case err != nil && rep.Mappings == 0:
 		log.Warn("start-up memory not released", "err", err)
 		return
-	case err != nil:
-		log.Warn("start-up memory released in part", "err", err)
 	}
 	mib := func(b int64) float64 { return math.Round(float64(b)/(1<<20)*10) / 10 }
 	advice := make([]string, len(rep.Advice))
 	for i, a := range rep.Advice {
 		advice[i] = string(a)
 	}
-	log.Info("start-up memory released",
+	level, msg, attrs := slog.LevelInfo, "start-up memory released", []any{
 		slog.Group("before", "anon_mib", mib(rep.Before.AnonBytes), "file_mib", mib(rep.Before.FileBytes)),
 		slog.Group("after", "anon_mib", mib(rep.After.AnonBytes), "file_mib", mib(rep.After.FileBytes)),
-		"paged_out_mib", mib(rep.PagedOutBytes), "advice", strings.Join(advice, ","))
+		"paged_out_mib", mib(rep.PagedOutBytes), "advice", strings.Join(advice, ","),
+	}
+	if err != nil { // some mappings were advised, some not: one line says both
+		level, msg, attrs = slog.LevelWarn, "start-up memory released in part", append(attrs, "err", err)
+	}
+	log.Log(context.Background(), level, msg, attrs...)
 }
 
 func sourceName(path string) string {

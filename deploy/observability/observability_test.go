@@ -21,7 +21,6 @@ import (
 	"text/template"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -29,8 +28,6 @@ import (
 
 	"github.com/health-agent/health-agent/pkg/agent"
 	"github.com/health-agent/health-agent/pkg/breakers"
-	"github.com/health-agent/health-agent/pkg/metrics"
-	"github.com/health-agent/health-agent/pkg/monitor"
 	"github.com/health-agent/health-agent/pkg/probes"
 )
 
@@ -78,14 +75,9 @@ func scrapeAgent(t *testing.T) map[string]*dto.MetricFamily {
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
-	met := metrics.New(prometheus.NewRegistry(), "test")
-	a, err := agent.New(loaded, agent.Options{
+	a, err := agent.New(loaded, agent.Instrumented(agent.Options{
 		ConfigPath: path, Kinds: kinds, LookupEnv: lookup, Version: "test", Tick: 20 * time.Millisecond,
-		Observe: func(m *monitor.Monitor) http.Handler { met.Attach(m); return met.Handler() },
-		MonitorOptions: monitor.Options{
-			OnExecution: met.ObserveExecution, OnBreakerTransition: met.ObserveBreakerTransition,
-		},
-	})
+	}))
 	if err != nil {
 		t.Fatal(err)
 	}

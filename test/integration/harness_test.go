@@ -20,14 +20,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
 
 	"github.com/health-agent/health-agent/internal/chaos"
 	"github.com/health-agent/health-agent/pkg/agent"
-	"github.com/health-agent/health-agent/pkg/metrics"
-	"github.com/health-agent/health-agent/pkg/monitor"
-	"github.com/health-agent/health-agent/pkg/statuspage"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -169,19 +165,11 @@ func startAgent(t *testing.T, s setup) *harness {
 		t.Fatalf("config: %v", err)
 	}
 	log := slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	// Wired as cmd/agent wires it: real metrics, the real status page.
-	met := metrics.New(prometheus.NewRegistry(), "test")
-	a, err := agent.New(loaded, agent.Options{
+	// As cmd/agent serves it: real metrics, the real status page.
+	a, err := agent.New(loaded, agent.Instrumented(agent.Options{
 		ConfigPath: path, Listen: "127.0.0.1:0", Logger: log, Version: "test", LookupEnv: lookup,
-		Tick:    10 * time.Millisecond,
-		Observe: func(m *monitor.Monitor) http.Handler { met.Attach(m); return met.Handler() },
-		Page: func(m *monitor.Monitor, token func() string) http.Handler {
-			return statuspage.New(m, statuspage.Options{Token: token})
-		},
-		MonitorOptions: monitor.Options{
-			OnExecution: met.ObserveExecution, OnBreakerTransition: met.ObserveBreakerTransition,
-		},
-	})
+		Tick: 10 * time.Millisecond,
+	}))
 	if err != nil {
 		t.Fatalf("agent.New: %v", err)
 	}

@@ -16,14 +16,10 @@ import (
 	alex "github.com/alexliesenfeld/health"
 	"github.com/gin-gonic/gin"
 	hellofresh "github.com/hellofresh/health-go/v5"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/health-agent/health-agent/pkg/agent"
 	"github.com/health-agent/health-agent/pkg/api"
 	"github.com/health-agent/health-agent/pkg/config"
-	"github.com/health-agent/health-agent/pkg/metrics"
-	"github.com/health-agent/health-agent/pkg/monitor"
-	"github.com/health-agent/health-agent/pkg/statuspage"
 )
 
 // probeConfig is an agent config with n critical tcp probes spread over deps, every one at interval
@@ -92,18 +88,9 @@ func startInprocAgent(ctx context.Context, cfgPath string) (*inprocAgent, error)
 	if err != nil {
 		return nil, fmt.Errorf("load %s: %w", cfgPath, err)
 	}
-	// Wired as cmd/agent wires it: metrics hooks on the monitor, /metrics and the status page.
-	met := metrics.New(prometheus.NewRegistry(), "bench")
-	a, err := agent.New(loaded, agent.Options{ConfigPath: cfgPath, Listen: "127.0.0.1:0",
-		Logger: slog.New(slog.DiscardHandler), Version: "bench",
-		Observe: func(m *monitor.Monitor) http.Handler { met.Attach(m); return met.Handler() },
-		Page: func(m *monitor.Monitor, token func() string) http.Handler {
-			return statuspage.New(m, statuspage.Options{Token: token})
-		},
-		MonitorOptions: monitor.Options{
-			OnExecution: met.ObserveExecution, OnBreakerTransition: met.ObserveBreakerTransition,
-		},
-	})
+	// As cmd/agent serves it: metrics hooks on the monitor, /metrics and the status page.
+	a, err := agent.New(loaded, agent.Instrumented(agent.Options{ConfigPath: cfgPath, Listen: "127.0.0.1:0",
+		Logger: slog.New(slog.DiscardHandler), Version: "bench"}))
 	if err != nil {
 		return nil, err
 	}

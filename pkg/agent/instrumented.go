@@ -1,0 +1,26 @@
+package agent
+
+import (
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/health-agent/health-agent/pkg/metrics"
+	"github.com/health-agent/health-agent/pkg/monitor"
+	"github.com/health-agent/health-agent/pkg/statuspage"
+)
+
+// Instrumented returns opts with what `agent` serves besides the health endpoints: Prometheus metrics
+// on a registry of its own (the monitor's execution and breaker hooks feed them) on /metrics, and the
+// status page on /. It replaces opts' Observe, Page and monitor hooks; cmd/agent, the benchmark runner
+// and the integration tests all start the agent through it, so they serve the same thing.
+func Instrumented(opts Options) Options {
+	met := metrics.New(prometheus.NewRegistry(), opts.Version)
+	opts.Observe = func(m *monitor.Monitor) http.Handler { met.Attach(m); return met.Handler() }
+	opts.Page = func(m *monitor.Monitor, token func() string) http.Handler {
+		return statuspage.New(m, statuspage.Options{Token: token})
+	}
+	opts.MonitorOptions.OnExecution = met.ObserveExecution
+	opts.MonitorOptions.OnBreakerTransition = met.ObserveBreakerTransition
+	return opts
+}
