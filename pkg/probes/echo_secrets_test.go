@@ -134,3 +134,52 @@ func TestHTTPShortEnvValuesDoNotGarbleTheLegacyBody(t *testing.T) {
 		t.Errorf("error %v, want the value redacted from the message", err)
 	}
 }
+
+func TestShownURL(t *testing.T) {
+	for _, tt := range []struct{ raw, want string }{
+		{"http://127.0.0.1:3007/api/health", "http://127.0.0.1:3007/api/health"},
+		{"https://user:s3cret@api.example/x", "https://user:xxxxx@api.example/x"},
+		{"https://api.example/x?api_key=s3cret&verbose&a=", "https://api.example/x?api_key=[redacted]&verbose&a="},
+		{"https://api.example/x?k=v#frag-s3cret", "https://api.example/x?k=[redacted]"},
+		{"http://user:s3cret@host:port/x?k=s3cret", "http://[redacted]@host:port/x?[redacted]"}, // does not parse
+		{"http://host:port/x#s3cret", "http://host:port/x?[redacted]"},                         // does not parse
+	} {
+		if got := shownURL(tt.raw); got != tt.want {
+			t.Errorf("shownURL(%q) = %q, want %q", tt.raw, got, tt.want)
+		}
+	}
+}
+
+// TestHTTPURLSecretsHidden: a password or an API key written into a probe's URL (from a ${VAR}) does
+// not reach the error of a failed connection, legacyError, or a config error.
+func TestHTTPURLSecretsHidden(t *testing.T) {
+	const pass, key = "pass-0123456789", "key-0123456789"
+	srv := serve(t, func(http.ResponseWriter, *http.Request) {})
+	addr := srv.Listener.Addr().String()
+	srv.Close() // nothing listens there now: the connection is refused
+
+	p := buildHTTP(t, Spec{Name: "app", Legacy: true, Options: map[string]any{
+		"url": "http://user:" + pass + "@" + addr + "/health?api_key=" + key + "&verbose",
+	}})
+	res, err := checkOnce(t, p)
+	if err == nil {
+		t.Fatal("check against a closed port succeeded")
+	}
+	fields, _ := json.Marshal(res.Fields)
+	for _, s := range []string{err.Error(), string(fields)} {
+		if strings.Contains(s, pass) || strings.Contains(s, key) {
+			t.Fatalf("a URL secret shows: %s", strings.NewReplacer(pass, "[PASS]", key, "[KEY]").Replace(s))
+		}
+	}
+	if want := "/health?api_key=[redacted]&verbose"; !strings.Contains(err.Error(), want) {
+		t.Errorf("error %q does not show the URL as %q", err, want)
+	}
+
+	_, err = newHTTP(Spec{Name: "app", Options: map[string]any{"url": "http://user:" + pass + "@" + addr + ":x/?k=" + key}})
+	if err == nil {
+		t.Fatal("an unparseable URL was accepted")
+	}
+	if strings.Contains(err.Error(), pass) || strings.Contains(err.Error(), key) {
+		t.Errorf("the config error shows a URL secret: %s", strings.NewReplacer(pass, "[PASS]", key, "[KEY]").Replace(err.Error()))
+	}
+}

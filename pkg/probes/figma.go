@@ -66,11 +66,11 @@ func newFigma(spec Spec) (Probe, error) {
 	case o.URL == "":
 		errs = append(errs, config.Errorf("url", "must not be empty (default %s)", figmaDefaultURL))
 	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
-		errs = append(errs, config.Errorf("url", "must be an absolute http or https URL, got %q", o.URL))
+		errs = append(errs, config.Errorf("url", "must be an absolute http or https URL, got %q", shownURL(o.URL)))
 	case u.User != nil:
 		errs = append(errs, config.Errorf("url", "must not carry credentials (user:password@)"))
 	case u.RawQuery != "" || u.Fragment != "":
-		errs = append(errs, config.Errorf("url", "must be a base URL without query or fragment, got %q", o.URL))
+		errs = append(errs, config.Errorf("url", "must be a base URL without query or fragment, got %q", shownURL(o.URL)))
 	default:
 		endpoint = u.JoinPath("v1", "me").String()
 		insecure = u.Scheme == "http" && !figmaIsLoopback(u.Hostname())
@@ -208,12 +208,12 @@ func (p *figmaProbe) Check(ctx context.Context) (Result, error) {
 	req.Header.Set("User-Agent", "health-agent")
 	resp, err := p.client.Do(req)
 	if err != nil {
-		return res, figmaRedact(fmt.Errorf("figma: GET /v1/me: %w", err), token)
+		return res, redactError(fmt.Errorf("figma: GET /v1/me: %w", err), []string{token})
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, figmaMaxBody+1))
 	if err != nil {
-		return res, figmaRedact(fmt.Errorf("figma: GET /v1/me: reading the answer: %w", err), token)
+		return res, redactError(fmt.Errorf("figma: GET /v1/me: reading the answer: %w", err), []string{token})
 	}
 	fields["statusCode"] = resp.StatusCode
 
@@ -224,19 +224,19 @@ func (p *figmaProbe) Check(ctx context.Context) (Result, error) {
 			return res, fmt.Errorf("figma: GET /v1/me: answer larger than %d KiB", figmaMaxBody>>10)
 		}
 		if err := json.Unmarshal(body, &me); err != nil {
-			return res, figmaRedact(fmt.Errorf("figma: GET /v1/me: malformed JSON: %w", err), token)
+			return res, redactError(fmt.Errorf("figma: GET /v1/me: malformed JSON: %w", err), []string{token})
 		}
 		if me.Handle == "" {
 			return res, errors.New("figma: GET /v1/me: answer has no user handle: not the Figma API?")
 		}
-		fields["handle"] = me.Handle
+		fields["handle"] = shownText(me.Handle, []string{token})
 		return res, nil
 	case code == http.StatusUnauthorized || code == http.StatusForbidden:
 		detail := figmaErrorDetail(body, token)
 		if detail != "" {
 			detail = ": " + detail
 		}
-		return res, figmaRedact(fmt.Errorf("figma: %w (HTTP %d): check the token from %s%s", ErrFigmaTokenRejected, code, source, detail), token)
+		return res, redactError(fmt.Errorf("figma: %w (HTTP %d): check the token from %s%s", ErrFigmaTokenRejected, code, source, detail), []string{token})
 	case code == http.StatusTooManyRequests:
 		wait := figmaRetryAfter(resp.Header.Get("Retry-After"), p.now())
 		limitType := figmaHeaderWord(resp.Header.Get("X-Figma-Rate-Limit-Type"))
@@ -315,20 +315,3 @@ func figmaHeaderWord(s string) string {
 	}, s)
 	return s[:min(len(s), 32)]
 }
-
-// figmaRedact returns err with the token replaced, keeping errors.Is working without unwrapping to
-// the original text.
-func figmaRedact(err error, token string) error {
-	if token == "" || !strings.Contains(err.Error(), token) {
-		return err
-	}
-	return &figmaRedactedError{msg: strings.ReplaceAll(err.Error(), token, "[redacted]"), err: err}
-}
-
-type figmaRedactedError struct {
-	msg string
-	err error
-}
-
-func (e *figmaRedactedError) Error() string        { return e.msg }
-func (e *figmaRedactedError) Is(target error) bool { return errors.Is(e.err, target) }

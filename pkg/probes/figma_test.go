@@ -125,6 +125,12 @@ func (f *figmaFake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "no handle":
 		writeJSON(http.StatusOK, map[string]any{"status": "ok"})
 		return
+	case "handle echo": // a proxy that puts the token it was given in the answer
+		writeJSON(http.StatusOK, map[string]any{"handle": "bot " + token})
+		return
+	case "long handle":
+		writeJSON(http.StatusOK, map[string]any{"handle": strings.Repeat("é", 300)})
+		return
 	case "huge":
 		writeJSON(http.StatusOK, map[string]any{"handle": "x", "pad": strings.Repeat("a", 70<<10)})
 		return
@@ -203,6 +209,10 @@ func TestFigmaScenarios(t *testing.T) {
 		{name: "503", mode: "503", token: figmaTestToken, wantErr: "status 503"},
 		{name: "html instead of json", mode: "html", token: figmaTestToken, wantErr: "malformed JSON"},
 		{name: "json without handle", mode: "no handle", token: figmaTestToken, wantErr: "no user handle"},
+		{name: "handle echoing the token", mode: "handle echo", token: figmaTestToken, wantStatus: Healthy,
+			wantFields: map[string]any{"handle": "bot [redacted]"}},
+		{name: "handle too long", mode: "long handle", token: figmaTestToken, wantStatus: Healthy,
+			wantFields: map[string]any{"handle": strings.Repeat("é", 128) + "…"}},
 		{name: "oversized answer", mode: "huge", token: figmaTestToken, wantErr: "larger than 64 KiB"},
 		{name: "redirect not followed", mode: "redirect", token: figmaTestToken, wantErr: "unexpected status 302"},
 	} {

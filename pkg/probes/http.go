@@ -82,9 +82,9 @@ func newHTTP(spec Spec) (Probe, error) {
 	case o.URL == "":
 		errs = append(errs, config.Errorf("url", "required"))
 	case err != nil:
-		errs = append(errs, config.Errorf("url", "must be an absolute http(s) URL, got %q", o.URL))
+		errs = append(errs, config.Errorf("url", "must be an absolute http(s) URL, got %q", shownURL(o.URL)))
 	case (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
-		errs = append(errs, config.Errorf("url", "must be an absolute http(s) URL, got %q", u.Redacted()))
+		errs = append(errs, config.Errorf("url", "must be an absolute http(s) URL, got %q", shownURL(o.URL)))
 	default:
 		p.url = o.URL
 	}
@@ -165,7 +165,7 @@ func (p *httpProbe) Check(ctx context.Context) (Result, error) {
 	// condition reads, in the app's legacy JSON), and they must not travel on into reasons or responses.
 	var secrets []string
 	fail := func(err error) (Result, error) {
-		err = redactError(err, secrets)
+		err = redactError(redactURLError(err), secrets)
 		if p.legacy && res.Body == nil && res.Fields["legacyError"] == nil {
 			res.Fields["legacyError"] = err.Error()
 		}

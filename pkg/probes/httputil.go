@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -166,6 +167,58 @@ type redactedError struct {
 
 func (e *redactedError) Error() string        { return e.msg }
 func (e *redactedError) Is(target error) bool { return errors.Is(e.err, target) }
+
+// shownURL is a URL as people may see it: its password and the values of its query hidden (an API key
+// is often put there), its fragment dropped. A URL that does not parse is cut before any user info and
+// query, so a config error never echoes what they held.
+func shownURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		if i := strings.IndexAny(raw, "?#"); i >= 0 {
+			raw = raw[:i] + "?" + redacted
+		}
+		if i := strings.Index(raw, "://"); i >= 0 {
+			if at := strings.LastIndex(raw[i+3:], "@"); at >= 0 {
+				raw = raw[:i+3] + redacted + raw[i+3+at:]
+			}
+		}
+		return raw
+	}
+	u.Fragment, u.RawFragment = "", ""
+	if u.RawQuery != "" {
+		parts := strings.Split(u.RawQuery, "&")
+		for i, part := range parts {
+			if k, v, ok := strings.Cut(part, "="); ok && v != "" {
+				parts[i] = k + "=" + redacted
+			}
+		}
+		u.RawQuery = strings.Join(parts, "&")
+	}
+	return u.Redacted()
+}
+
+// redactURLError hides, in a *url.Error (what net/http returns), what shownURL hides: net/http strips
+// the password, but not the query.
+func redactURLError(err error) error {
+	if ue, ok := errors.AsType[*url.Error](err); ok {
+		ue.URL = shownURL(ue.URL)
+	}
+	return err
+}
+
+// maxShownText bounds a string a dependency chose (a server's name, a user handle) when it is put in a
+// field: it is input, and it is served on every request until the next check.
+const maxShownText = 256
+
+// shownText is a dependency's string as a field shows it: the secrets sent to it replaced, at most
+// maxShownText bytes (cut at a rune boundary, marked with an ellipsis).
+func shownText(s string, secrets []string) string {
+	s = redactText(s, secrets)
+	if len(s) > maxShownText {
+		s = strings.ToValidUTF8(s[:maxShownText], "") + "…"
+	}
+	return s
+}
 
 func redactText(s string, secrets []string) string {
 	for _, sec := range secrets {

@@ -231,7 +231,7 @@ func (p *mcpProbe) Check(ctx context.Context) (Result, error) {
 
 	cs, err := p.client.Connect(ctx, transport, &mcp.ClientSessionOptions{ProtocolVersion: mcpProtocolVersion})
 	if err != nil {
-		return res, mcpRedact(fmt.Errorf("mcp: initialize: %w", err), secrets)
+		return res, redactError(fmt.Errorf("mcp: initialize: %w", err), secrets)
 	}
 	// Always close, whatever the verdict: a stateful server would otherwise keep the session.
 	defer func() { _ = cs.Close() }() // best effort: the verdict is already made
@@ -240,19 +240,19 @@ func (p *mcpProbe) Check(ctx context.Context) (Result, error) {
 	fields["connected"] = true
 	fields["protocolVersion"] = info.ProtocolVersion
 	if si := info.ServerInfo; si != nil {
-		fields["serverName"] = si.Name
-		fields["serverVersion"] = si.Version
+		fields["serverName"] = shownText(si.Name, secrets)
+		fields["serverVersion"] = shownText(si.Version, secrets)
 	}
 
 	if err := cs.Ping(ctx, nil); err != nil {
-		return res, mcpRedact(fmt.Errorf("mcp: ping: %w", err), secrets)
+		return res, redactError(fmt.Errorf("mcp: ping: %w", err), secrets)
 	}
 
 	names := []string{} // a server without the tools capability has none, and lists as []
 	if info.Capabilities != nil && info.Capabilities.Tools != nil {
 		names, err = mcpListTools(ctx, cs)
 		if err != nil {
-			return res, mcpRedact(fmt.Errorf("mcp: tools/list: %w", err), secrets)
+			return res, redactError(fmt.Errorf("mcp: tools/list: %w", err), secrets)
 		}
 	}
 	fields["tools"] = len(names)
@@ -452,28 +452,3 @@ func (s *mcpConnSet) closeAll() {
 	}
 	clear(s.conns)
 }
-
-// mcpRedact returns err with every secret replaced, keeping errors.Is working. It does not unwrap to
-// the original, whose text may hold a secret (e.g. a server echoing a header in its error body).
-func mcpRedact(err error, secrets []string) error {
-	msg := err.Error()
-	changed := false
-	for _, s := range secrets {
-		if s != "" && strings.Contains(msg, s) {
-			msg = strings.ReplaceAll(msg, s, "[redacted]")
-			changed = true
-		}
-	}
-	if !changed {
-		return err
-	}
-	return &mcpRedactedError{msg: msg, err: err}
-}
-
-type mcpRedactedError struct {
-	msg string
-	err error
-}
-
-func (e *mcpRedactedError) Error() string        { return e.msg }
-func (e *mcpRedactedError) Is(target error) bool { return errors.Is(e.err, target) }

@@ -2,6 +2,7 @@ package probes
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -114,13 +115,15 @@ type mcpServerConfig struct {
 	sse       bool
 	block     []string
 	auth      string
+	name      string // the server's name; "design-mcp" when empty
 }
 
 // mcpStartServer runs a real go-sdk MCP server on loopback.
 func mcpStartServer(t *testing.T, cfg mcpServerConfig) *mcpTestServer {
 	t.Helper()
 	ts := &mcpTestServer{toolCalls: new(atomic.Int64), initialized: make(chan string, 100)}
-	ts.server = mcp.NewServer(&mcp.Implementation{Name: "design-mcp", Version: "1.2.3"}, &mcp.ServerOptions{
+	name := cmp.Or(cfg.name, "design-mcp")
+	ts.server = mcp.NewServer(&mcp.Implementation{Name: name, Version: "1.2.3"}, &mcp.ServerOptions{
 		PageSize: cfg.pageSize,
 		InitializedHandler: func(_ context.Context, req *mcp.InitializedRequest) {
 			if p := req.Session.InitializeParams(); p != nil {
@@ -510,6 +513,28 @@ func TestMCPHeaderSecrets(t *testing.T) {
 				t.Errorf("request %d (%s) carried the wrong Authorization", i, methods[i])
 			}
 		}
+	})
+	t.Run("a server name echoing the token is redacted", func(t *testing.T) {
+		ts := mcpStartServer(t, mcpServerConfig{tools: []string{"a"}, auth: "Bearer " + token, name: "mcp for " + token})
+		res, err := mcpCheck(t, mcpNewProbe(t, opts(ts.url), map[string]string{"MCP_TOKEN": token}), 30*time.Second)
+		if err != nil {
+			t.Fatalf("check: %v", mcpSafe(err))
+		}
+		if got := res.Fields["serverName"]; got != "mcp for [redacted]" {
+			t.Errorf("serverName = %q, want the token redacted", mcpSafe(fmt.Errorf("%v", got)))
+		}
+		ts.waitNoSessions(t)
+	})
+	t.Run("a long server name is cut", func(t *testing.T) {
+		ts := mcpStartServer(t, mcpServerConfig{tools: []string{"a"}, auth: "Bearer " + token, name: strings.Repeat("n", 10_000)})
+		res, err := mcpCheck(t, mcpNewProbe(t, opts(ts.url), map[string]string{"MCP_TOKEN": token}), 30*time.Second)
+		if err != nil {
+			t.Fatalf("check: %v", mcpSafe(err))
+		}
+		if got := res.Fields["serverName"]; got != strings.Repeat("n", maxShownText)+"…" {
+			t.Errorf("serverName is %d bytes, want %d and an ellipsis", len(fmt.Sprint(got)), maxShownText)
+		}
+		ts.waitNoSessions(t)
 	})
 	t.Run("reaches an sse server, stream and messages", func(t *testing.T) {
 		ts := mcpStartServer(t, mcpServerConfig{tools: []string{"a"}, auth: "Bearer " + token, sse: true})
