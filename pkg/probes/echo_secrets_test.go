@@ -142,7 +142,7 @@ func TestShownURL(t *testing.T) {
 		{"https://api.example/x?api_key=s3cret&verbose&a=", "https://api.example/x?api_key=[redacted]&verbose&a="},
 		{"https://api.example/x?k=v#frag-s3cret", "https://api.example/x?k=[redacted]"},
 		{"http://user:s3cret@host:port/x?k=s3cret", "http://[redacted]@host:port/x?[redacted]"}, // does not parse
-		{"http://host:port/x#s3cret", "http://host:port/x?[redacted]"},                         // does not parse
+		{"http://host:port/x#s3cret", "http://host:port/x?[redacted]"},                          // does not parse
 	} {
 		if got := shownURL(tt.raw); got != tt.want {
 			t.Errorf("shownURL(%q) = %q, want %q", tt.raw, got, tt.want)
