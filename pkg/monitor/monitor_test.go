@@ -307,6 +307,28 @@ func TestReloadKeepsUnchangedProbesAndRestartsChanged(t *testing.T) {
 	}
 }
 
+// TestReloadKeepsRateLimitBudget: an unchanged probe keeps its rate limiter across a reload (the budget
+// it spent stays spent); a changed probe gets a new one.
+func TestReloadKeepsRateLimitBudget(t *testing.T) {
+	limited := func(name string, critical bool) config.Probe {
+		p := fake(name, critical)
+		p.Policy.RateLimit = &config.RateLimit{Max: 3, Per: time.Hour}
+		return p
+	}
+	w := newWorld("a", "b")
+	m := start(t, w, loaded(limited("a", true), limited("b", false)))
+	spent := func(*Snapshot) bool { return w.deps["a"].calls.Load() == 3 && w.deps["b"].calls.Load() == 3 }
+	waitFor(t, m, "both budgets spent", spent)
+
+	if err := m.Reload(context.Background(), loaded(limited("a", true), limited("b", true))); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, m, "b's new budget spent", func(*Snapshot) bool { return w.deps["b"].calls.Load() == 6 })
+	if got := w.deps["a"].calls.Load(); got != 3 {
+		t.Fatalf("a reached its dependency %d times, want 3: the reload gave the unchanged probe a new budget", got)
+	}
+}
+
 func TestReloadWithBadProbeIsRejected(t *testing.T) {
 	w := newWorld("a")
 	m := start(t, w, loaded(fake("a", true)))
