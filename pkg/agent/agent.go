@@ -3,12 +3,14 @@
 package agent
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -65,6 +67,27 @@ type Agent struct {
 	token   atomic.Pointer[string]
 	reload  sync.Mutex
 	addr    atomic.Pointer[string]
+	// started are the settings fixed at start (the listener, the HTTP server's limits, the probe
+	// bulkhead): a reload that changes one is applied otherwise, with a warning naming it.
+	started []setting
+}
+
+// setting is one config value that only a restart applies.
+type setting struct{ key, value string }
+
+// restartSettings lists the settings of c that a reload cannot apply, as they would run: listen is the
+// --listen override when there is one.
+func restartSettings(c *config.Config, listen string) []setting {
+	s := c.Server
+	return []setting{
+		{"server.listen", cmp.Or(listen, s.Listen)},
+		{"server.readHeaderTimeout", s.ReadHeaderTimeout.String()},
+		{"server.readTimeout", s.ReadTimeout.String()},
+		{"server.writeTimeout", s.WriteTimeout.String()},
+		{"server.idleTimeout", s.IdleTimeout.String()},
+		{"server.maxHeaderBytes", strconv.Itoa(s.MaxHeaderBytes)},
+		{"scheduler.maxConcurrentProbes", strconv.Itoa(c.Scheduler.MaxConcurrentProbes)},
+	}
 }
 
 // New builds an agent for loaded. It starts nothing.
@@ -84,7 +107,7 @@ func New(loaded *config.Loaded, opts Options) (*Agent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("build probes: %w", err)
 	}
-	a := &Agent{opts: opts, log: opts.Logger, monitor: m}
+	a := &Agent{opts: opts, log: opts.Logger, monitor: m, started: restartSettings(loaded.Config, opts.Listen)}
 	a.current.Store(loaded)
 	a.setToken(loaded)
 
@@ -217,11 +240,13 @@ func (a *Agent) Reload(ctx context.Context) error {
 			"err", err, "running_sha256", a.current.Load().SHA256)
 		return fmt.Errorf("reload: %w", err)
 	}
-	old := a.current.Swap(loaded)
+	a.current.Store(loaded)
 	a.setToken(loaded)
-	if a.opts.Listen == "" && old.Config.Server.Listen != loaded.Config.Server.Listen {
-		a.log.Warn("server.listen changed: it takes effect at the next restart",
-			"running", old.Config.Server.Listen, "configured", loaded.Config.Server.Listen)
+	for i, set := range restartSettings(loaded.Config, a.opts.Listen) {
+		if run := a.started[i]; set.value != run.value {
+			a.log.Warn("config setting takes effect at the next restart", "key", set.key,
+				"running", run.value, "configured", set.value)
+		}
 	}
 	for _, w := range loaded.Warnings {
 		a.log.Warn("config warning", "warning", w)
