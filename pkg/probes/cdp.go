@@ -46,6 +46,8 @@ type cdpOptions struct {
 	MinAvailable *int     `mapstructure:"minAvailable"`
 	MaxPages     int      `mapstructure:"maxPages"`
 	Mode         string   `mapstructure:"mode"`
+	// Token is browserless's API token ({env: VAR} or {file: path}), sent as ?token= on /pressure.
+	Token config.Value `mapstructure:"token"`
 }
 
 type cdpProbe struct {
@@ -55,6 +57,8 @@ type cdpProbe struct {
 	mode         string
 	timeout      time.Duration
 	client       *http.Client
+	token        config.Value // zero: no token (browserless mode only)
+	lookup       func(string) (string, bool)
 }
 
 // newCDP validates the options of a cdp probe and builds it; it starts nothing.
@@ -110,9 +114,24 @@ func newCDP(spec Spec) (Probe, error) {
 	if o.MaxPages != 0 && mode == cdpModeBrowserless {
 		errs = append(errs, config.Errorf("maxPages", "only applies to mode %q", cdpModeCDP))
 	}
+	if o.Token != (config.Value{}) {
+		switch err := o.Token.Validate(); {
+		case err != nil:
+			errs = append(errs, config.Errorf("token", "%v", err))
+		case mode != cdpModeBrowserless:
+			errs = append(errs, config.Errorf("token", "only applies to mode %q", cdpModeBrowserless))
+		case !o.Token.IsSecret():
+			errs = append(errs, config.Errorf("token", "reference it with env or file: a token is never written in the config"))
+		case o.Token.Prefix != "":
+			errs = append(errs, config.Errorf("token.prefix", "does not apply to a token"))
+		default:
+			p.token = o.Token
+		}
+	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
+	p.lookup = spec.Env.LookupEnv
 	p.client = &http.Client{
 		Transport: cdpTransport(nil),
 		// A DevTools or browserless endpoint has no reason to redirect, and following one could lead
@@ -194,9 +213,13 @@ func (p *cdpProbe) Check(ctx context.Context) (Result, error) {
 	defer cancel()
 	var wg sync.WaitGroup
 	if p.mode == cdpModeBrowserless {
+		token, err := p.resolveToken()
+		if err != nil {
+			return Result{Status: Unhealthy, Fields: map[string]any{}}, err
+		}
 		pools := make([]cdpPool, len(p.endpoints))
 		for i, u := range p.endpoints {
-			wg.Go(func() { pools[i] = p.checkPressure(ctx, u) })
+			wg.Go(func() { pools[i] = p.checkPressure(ctx, u, token) })
 		}
 		wg.Wait()
 		return p.browserlessVerdict(pools)
@@ -338,12 +361,39 @@ func (p *cdpProbe) checkBrowser(ctx context.Context, endpoint *url.URL) cdpBrows
 	return b
 }
 
-// checkPressure reads one browserless endpoint's /pressure.
-func (p *cdpProbe) checkPressure(ctx context.Context, endpoint *url.URL) cdpPool {
-	b := cdpPool{URL: endpoint.String()}
-	body, err := p.get(ctx, endpoint, "/pressure")
+// resolveToken reads the browserless token now (a rotated Secret is picked up): "" when none is
+// configured, an error wrapping config.ErrSecretAbsent that names the variable or file when it is missing.
+func (p *cdpProbe) resolveToken() (string, error) {
+	if p.token == (config.Value{}) {
+		return "", nil
+	}
+	t, err := p.token.Resolve(p.lookup)
 	if err != nil {
-		b.Error = err.Error()
+		return "", fmt.Errorf("browserless token: %w", err)
+	}
+	return strings.TrimSpace(t), nil
+}
+
+// Warnings reports a browserless token that is not there yet.
+func (p *cdpProbe) Warnings() []string {
+	if _, err := p.resolveToken(); err != nil {
+		return []string{fmt.Sprintf("%v; the probe reports unhealthy until it is", err)}
+	}
+	return nil
+}
+
+// checkPressure reads one browserless endpoint's /pressure, with token (when not "") as ?token=, the
+// way browserless takes it. The token is kept out of the endpoint's error, which a careless proxy or
+// browserless itself may echo it into.
+func (p *cdpProbe) checkPressure(ctx context.Context, endpoint *url.URL, token string) cdpPool {
+	b := cdpPool{URL: endpoint.String()}
+	u := *endpoint
+	if token != "" {
+		u.RawQuery = url.Values{"token": {token}}.Encode()
+	}
+	body, err := p.get(ctx, &u, "/pressure")
+	if err != nil {
+		b.Error = redactText(err.Error(), []string{token, url.QueryEscape(token)})
 		return b
 	}
 	pr, err := cdpParsePressure(body)

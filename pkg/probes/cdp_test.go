@@ -9,8 +9,11 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -115,6 +118,9 @@ func TestCDPOptions(t *testing.T) {
 		{name: "maxPages in browserless mode", opts: map[string]any{"urls": "http://127.0.0.1:3000", "mode": "browserless", "maxPages": 3}, wantErr: []string{`maxPages: only applies to mode "cdp"`}},
 		{name: "unknown mode", opts: map[string]any{"urls": "http://127.0.0.1:9222", "mode": "puppeteer"}, wantErr: []string{`mode: must be "cdp" or "browserless", got "puppeteer"`}},
 		{name: "unknown key", opts: map[string]any{"urls": "http://127.0.0.1:9222", "url": "x"}, wantErr: []string{"unknown key(s): url"}},
+		{name: "token in cdp mode", opts: map[string]any{"urls": "http://127.0.0.1:9222", "token": map[string]any{"env": "T"}}, wantErr: []string{`token: only applies to mode "browserless"`}},
+		{name: "token written in the config", opts: map[string]any{"urls": "http://b:3000", "mode": "browserless", "token": "s3cret-literal"}, wantErr: []string{"token: reference it with env or file"}},
+		{name: "token with a prefix", opts: map[string]any{"urls": "http://b:3000", "mode": "browserless", "token": map[string]any{"env": "T", "prefix": "Bearer "}}, wantErr: []string{"token.prefix: does not apply"}},
 		{
 			name:    "every problem reported",
 			opts:    map[string]any{"urls": "http://chrome:9222,ftp://127.0.0.1", "minAvailable": 3, "maxPages": -1},
@@ -726,6 +732,104 @@ func FuzzCDPPressure(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if _, err := cdpParsePressure(b); err != nil && !errors.Is(err, errCDPMalformed) {
 			t.Fatalf("error %v does not wrap errCDPMalformed", err)
+		}
+	})
+}
+
+// browserlessWithToken is a loopback stand-in for a browserless v2 started with TOKEN=want: /pressure
+// answers only a request carrying ?token=want, and a 401 that repeats the token it was given (as a
+// careless proxy might) otherwise.
+func browserlessWithToken(t *testing.T, want string) (string, *atomic.Int64) {
+	t.Helper()
+	var ok atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got := r.URL.Query().Get("token")
+		if r.URL.Path != "/pressure" || got != want {
+			http.Error(w, fmt.Sprintf(`{"message":"bad token %s"}`, got), http.StatusUnauthorized)
+			return
+		}
+		ok.Add(1)
+		fmt.Fprint(w, `{"pressure":{"isAvailable":true,"running":0,"queued":0,"maxConcurrent":10}}`)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL, &ok
+}
+
+// TestCDPBrowserlessToken: the token is read from its variable or file at every check, sent as
+// ?token=, and never shown, not even when the server echoes a wrong one.
+func TestCDPBrowserlessToken(t *testing.T) {
+	const good, stale = "good-token-0123456789", "stale-token-0123456789"
+	build := func(t *testing.T, url string, token map[string]any, env map[string]string) Probe {
+		t.Helper()
+		p, err := newCDP(Spec{Name: "browserPool", Timeout: 2 * time.Second, Env: Env{LookupEnv: envMap(env)},
+			Options: map[string]any{"urls": url, "mode": "browserless", "token": token}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	noToken := func(t *testing.T, res Result, err error, tokens ...string) {
+		t.Helper()
+		shown := fmt.Sprintf("%v %+v", err, res)
+		for _, tok := range tokens {
+			if strings.Contains(shown, tok) {
+				t.Fatal("a token appears in the result or the error")
+			}
+		}
+	}
+
+	t.Run("from env", func(t *testing.T) {
+		url, ok := browserlessWithToken(t, good)
+		p := build(t, url, map[string]any{"env": "BROWSERLESS_TOKEN"}, map[string]string{"BROWSERLESS_TOKEN": good})
+		if w := p.(interface{ Warnings() []string }).Warnings(); len(w) != 0 {
+			t.Errorf("warnings with the token set: %v", w)
+		}
+		res, err := cdpCheckWithin(t, p, 20*time.Second)
+		noToken(t, res, err, good)
+		if err != nil || res.Status != Healthy || ok.Load() != 1 {
+			t.Fatalf("got %s, %v after %d accepted requests; want healthy after 1", res.Status, err, ok.Load())
+		}
+	})
+	t.Run("wrong token, echoed back", func(t *testing.T) {
+		url, _ := browserlessWithToken(t, good)
+		p := build(t, url, map[string]any{"env": "BROWSERLESS_TOKEN"}, map[string]string{"BROWSERLESS_TOKEN": stale})
+		res, err := cdpCheckWithin(t, p, 20*time.Second)
+		noToken(t, res, err, stale, good)
+		if err == nil || !strings.Contains(err.Error(), "/pressure: HTTP 401") || !strings.Contains(err.Error(), "bad token [redacted]") {
+			t.Fatalf("error %v, want HTTP 401 with the echoed token redacted", err)
+		}
+	})
+	t.Run("variable unset", func(t *testing.T) {
+		url, ok := browserlessWithToken(t, good)
+		p := build(t, url, map[string]any{"env": "BROWSERLESS_TOKEN"}, nil)
+		if w := p.(interface{ Warnings() []string }).Warnings(); len(w) != 1 || !strings.Contains(w[0], "BROWSERLESS_TOKEN") {
+			t.Errorf("warnings %v, want one naming BROWSERLESS_TOKEN", w)
+		}
+		res, err := cdpCheckWithin(t, p, 20*time.Second)
+		if !errors.Is(err, config.ErrSecretAbsent) || !strings.Contains(err.Error(), "BROWSERLESS_TOKEN") || res.Status != Unhealthy {
+			t.Fatalf("got %s, %v; want unhealthy naming the variable", res.Status, err)
+		}
+		if ok.Load() != 0 {
+			t.Error("browserless was asked without the token")
+		}
+	})
+	t.Run("from a file, rotated", func(t *testing.T) {
+		url, ok := browserlessWithToken(t, good)
+		file := filepath.Join(t.TempDir(), "token")
+		if err := os.WriteFile(file, []byte(stale+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		p := build(t, url, map[string]any{"file": file}, nil)
+		if res, err := cdpCheckWithin(t, p, 20*time.Second); err == nil {
+			t.Fatalf("stale token accepted: %s", res.Status)
+		}
+		if err := os.WriteFile(file, []byte(good+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		res, err := cdpCheckWithin(t, p, 20*time.Second)
+		noToken(t, res, err, good, stale)
+		if err != nil || res.Status != Healthy || ok.Load() != 1 {
+			t.Fatalf("after rotation: %s, %v; want healthy", res.Status, err)
 		}
 	})
 }
