@@ -41,6 +41,21 @@ func Release() (Report, error) {
 	if len(targets) == 0 {
 		return rep, fmt.Errorf("footprint: no clean read-only mapping of %s in /proc/self/smaps", exe)
 	}
+	errs := advise(&rep, targets, madvise, func() {
+		if u, err := readUsage(); err == nil {
+			rep.PagedOutBytes = max(0, rep.Before.FileBytes-u.FileBytes)
+		}
+	})
+	debug.FreeOSMemory()
+	after, err := readUsage()
+	rep.After = after
+	return rep, errors.Join(append(errs, err)...)
+}
+
+// advise applies PageOut, Cold and DontNeed in turn to targets through madv, recording in rep what was
+// taken; afterPageOut runs once PageOut has been taken. EINVAL on PageOut or Cold (a kernel before
+// 5.4) skips that advice; any other error is returned, and the other mappings are still advised.
+func advise(rep *Report, targets []mapping, madv func(addr, length uint64, advice uintptr) error, afterPageOut func()) []error {
 	steps := []struct {
 		advice   Advice
 		value    uintptr
@@ -54,7 +69,7 @@ func Release() (Report, error) {
 	for _, s := range steps {
 		taken := false
 		for _, m := range targets {
-			err := madvise(m.start, m.end-m.start, s.value)
+			err := madv(m.start, m.end-m.start, s.value)
 			if s.optional && errors.Is(err, syscall.EINVAL) {
 				break
 			}
@@ -73,15 +88,10 @@ func Release() (Report, error) {
 			rep.Advice = append(rep.Advice, s.advice)
 		}
 		if s.advice == PageOut && taken {
-			if u, err := readUsage(); err == nil {
-				rep.PagedOutBytes = max(0, rep.Before.FileBytes-u.FileBytes)
-			}
+			afterPageOut()
 		}
 	}
-	debug.FreeOSMemory()
-	after, err := readUsage()
-	rep.After = after
-	return rep, errors.Join(append(errs, err)...)
+	return errs
 }
 
 // madvise(2) advice values that package syscall lacks (include/uapi/asm-generic/mman-common.h, and

@@ -116,3 +116,57 @@ func TestRelease(t *testing.T) {
 		t.Errorf("RssFile fell by %d bytes; %d of the executable's were resident", drop, rep.ResidentBytes)
 	}
 }
+
+// TestAdviseFallsBack drives the advice sequence with a stand-in for madvise(2): a kernel before 5.4
+// (EINVAL for MADV_PAGEOUT and MADV_COLD) still gets MADV_DONTNEED on every mapping and no error; an
+// error on one mapping is reported and the others are still advised.
+func TestAdviseFallsBack(t *testing.T) {
+	targets := []mapping{
+		{start: 0x1000, end: 0x5000, perms: "r--p", rssKiB: 8},
+		{start: 0x9000, end: 0xa000, perms: "r-xp", rssKiB: 4},
+	}
+	tests := []struct {
+		name         string
+		fail         func(addr uint64, advice uintptr) error
+		wantAdvice   []Advice
+		wantMappings int
+		wantPagedOut bool
+		wantErr      string
+	}{
+		{"kernel 5.4+", func(uint64, uintptr) error { return nil },
+			[]Advice{PageOut, Cold, DontNeed}, 2, true, ""},
+		{"kernel before 5.4", func(_ uint64, a uintptr) error {
+			if a == madvPageOut || a == madvCold {
+				return syscall.EINVAL
+			}
+			return nil
+		}, []Advice{DontNeed}, 2, false, ""},
+		{"DONTNEED refused on one mapping", func(addr uint64, a uintptr) error {
+			if a == syscall.MADV_DONTNEED && addr == 0x1000 {
+				return syscall.EPERM
+			}
+			return nil
+		}, []Advice{PageOut, Cold, DontNeed}, 1, true, "footprint: MADV_DONTNEED on r--p 1000-5000: operation not permitted"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var calls []uintptr
+			var rep Report
+			pagedOut := false
+			errs := advise(&rep, targets, func(addr, length uint64, advice uintptr) error {
+				calls = append(calls, advice)
+				return tt.fail(addr, advice)
+			}, func() { pagedOut = true })
+			if !slices.Equal(rep.Advice, tt.wantAdvice) || rep.Mappings != tt.wantMappings || pagedOut != tt.wantPagedOut {
+				t.Errorf("advice %v, %d mappings, paged out %v; want %v, %d, %v",
+					rep.Advice, rep.Mappings, pagedOut, tt.wantAdvice, tt.wantMappings, tt.wantPagedOut)
+			}
+			if err := errors.Join(errs...); (err == nil) != (tt.wantErr == "") || (err != nil && err.Error() != tt.wantErr) {
+				t.Errorf("error %v, want %q", err, tt.wantErr)
+			}
+			if n := slices.Index(calls, syscall.MADV_DONTNEED); n < 0 || len(calls)-n != len(targets) {
+				t.Errorf("madvise calls %v: want MADV_DONTNEED last, once per mapping", calls)
+			}
+		})
+	}
+}
