@@ -243,7 +243,7 @@ func releaseStartup(ctx context.Context, firstRound <-chan struct{}, log *slog.L
 	level, msg, attrs := slog.LevelInfo, "start-up memory released", []any{
 		slog.Group("before", "anon_mib", mib(rep.Before.AnonBytes), "file_mib", mib(rep.Before.FileBytes)),
 		slog.Group("after", "anon_mib", mib(rep.After.AnonBytes), "file_mib", mib(rep.After.FileBytes)),
-		"paged_out_mib", mib(rep.PagedOutBytes), "advice", strings.Join(advice, ","),
+		"advice", strings.Join(advice, ","),
 	}
 	if err != nil { // some mappings were advised, some not: one line says both
 		level, msg, attrs = slog.LevelWarn, "start-up memory released in part", append(attrs, "err", err)

@@ -21,23 +21,24 @@ import (
 // Advice names a madvise(2) advice Release gives.
 type Advice string
 
-// Release gives three pieces of advice, in this order, each over the same clean read-only mappings.
-// None takes a page from another process: PageOut and Cold skip a page that another process also
-// maps, and DontNeed unmaps from this process only, so agents on the same node running the same image
-// file keep theirs.
+// Release gives two pieces of advice, in this order, each over the same clean read-only mappings.
+// Neither takes a page from another process: Cold skips a page that another process also maps, and
+// DontNeed unmaps from this process only, so agents on the same node running the same image file keep
+// theirs.
+//
+// MADV_PAGEOUT is deliberately not given. Where the kernel honours it (the process owns or may write its
+// binary, e.g. root) it evicts the pages from the page cache, and the pages the steady state then faults
+// back in are read again and activated as a refault: the working set the kubelet reports (usage less
+// inactive file) rose from 6 to 19 MiB with the default config, while the cgroup's usage did not fall
+// (the binary is in the page cache from readahead at exec anyway). bench/scripts/cgroup-release.sh
+// measures this.
 const (
-	// PageOut (MADV_PAGEOUT, Linux 5.4+) reclaims the pages: they leave the process and the page
-	// cache, so the cgroup is no longer charged for them. The kernel does it for a file's pages only
-	// when the process owns the file or may write it (else any process could evict, and so time, a
-	// file it only reads): not for the image's non-root user and its root-owned /agent, where it
-	// changes nothing.
-	PageOut Advice = "MADV_PAGEOUT"
-	// Cold (MADV_COLD, Linux 5.4+) moves the pages PageOut left to the inactive list, whose pages are
-	// reclaimed first and are not in the working set the kubelet reports (usage less inactive file).
+	// Cold (MADV_COLD, Linux 5.4+) moves the pages to the inactive list, whose pages are reclaimed
+	// first and are not in the working set the kubelet reports.
 	Cold Advice = "MADV_COLD"
-	// DontNeed (MADV_DONTNEED) unmaps what is still mapped, for any process on any kernel: RSS drops.
-	// The pages stay in the page cache until reclaimed; a page that is needed again is mapped back
-	// from there.
+	// DontNeed (MADV_DONTNEED) unmaps the pages, for any process on any kernel: RSS drops. They stay in
+	// the page cache until reclaimed; a page that is needed again is mapped back from there, without a
+	// read and without being activated.
 	DontNeed Advice = "MADV_DONTNEED"
 )
 
@@ -53,7 +54,6 @@ type Report struct {
 	Mappings      int      // read-only mappings of the executable advised
 	AdvisedBytes  int64    // their size
 	ResidentBytes int64    // how much of them was resident before
-	PagedOutBytes int64    // how much RssFile fell under PageOut alone (0 where it may not reclaim)
 	Advice        []Advice // the advice the kernel took, in order
 }
 

@@ -14,9 +14,9 @@ import (
 // code that ran once) stay out, so the process's RSS settles lower.
 //
 // Only mappings of /proc/self/exe that are read-only and hold no page copied on write are advised:
-// their pages are clean copies of the file, so dropping them loses nothing. The advice is PageOut,
-// Cold and DontNeed in turn (see each); a kernel older than 5.4 refuses the first two with EINVAL,
-// and then DontNeed alone still lowers RSS. Report says what was done; its After is read once the
+// their pages are clean copies of the file, so dropping them loses nothing. The advice is Cold, then
+// DontNeed (see each); a kernel older than 5.4 refuses the first with EINVAL, and then DontNeed alone
+// still lowers RSS. Report says what was done; its After is read once the
 // advice has been applied.
 func Release() (Report, error) {
 	var rep Report
@@ -41,27 +41,22 @@ func Release() (Report, error) {
 	if len(targets) == 0 {
 		return rep, fmt.Errorf("footprint: no clean read-only mapping of %s in /proc/self/smaps", exe)
 	}
-	errs := advise(&rep, targets, madvise, func() {
-		if u, err := readUsage(); err == nil {
-			rep.PagedOutBytes = max(0, rep.Before.FileBytes-u.FileBytes)
-		}
-	})
+	errs := advise(&rep, targets, madvise)
 	debug.FreeOSMemory()
 	after, err := readUsage()
 	rep.After = after
 	return rep, errors.Join(append(errs, err)...)
 }
 
-// advise applies PageOut, Cold and DontNeed in turn to targets through madv, recording in rep what was
-// taken; afterPageOut runs once PageOut has been taken. EINVAL on PageOut or Cold (a kernel before
-// 5.4) skips that advice; any other error is returned, and the other mappings are still advised.
-func advise(rep *Report, targets []mapping, madv func(addr, length uint64, advice uintptr) error, afterPageOut func()) []error {
+// advise applies Cold, then DontNeed to targets through madv, recording in rep what was taken. EINVAL on
+// Cold (a kernel before 5.4) skips it; any other error is returned, and the other mappings are still
+// advised.
+func advise(rep *Report, targets []mapping, madv func(addr, length uint64, advice uintptr) error) []error {
 	steps := []struct {
 		advice   Advice
 		value    uintptr
 		optional bool // EINVAL: a kernel before 5.4
 	}{
-		{PageOut, madvPageOut, true},
 		{Cold, madvCold, true},
 		{DontNeed, syscall.MADV_DONTNEED, false},
 	}
@@ -87,19 +82,13 @@ func advise(rep *Report, targets []mapping, madv func(addr, length uint64, advic
 		if taken {
 			rep.Advice = append(rep.Advice, s.advice)
 		}
-		if s.advice == PageOut && taken {
-			afterPageOut()
-		}
 	}
 	return errs
 }
 
-// madvise(2) advice values that package syscall lacks (include/uapi/asm-generic/mman-common.h, and
-// the same in every architecture's own mman.h).
-const (
-	madvCold    = 20
-	madvPageOut = 21
-)
+// madvCold is MADV_COLD, which package syscall lacks (include/uapi/asm-generic/mman-common.h, and the
+// same in every architecture's own mman.h).
+const madvCold = 20
 
 func madvise(addr, length uint64, advice uintptr) error {
 	if _, _, e := syscall.Syscall(syscall.SYS_MADVISE, uintptr(addr), uintptr(length), advice); e != 0 {

@@ -3,5 +3,5 @@
 package footprint
 
 // Release does nothing but say so: only Linux has the interfaces it needs (/proc/self/smaps,
-// MADV_PAGEOUT), and the agent's images are Linux ones.
+// MADV_COLD), and the agent's images are Linux ones.
 func Release() (Report, error) { return Report{}, ErrUnsupported }
