@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/health-agent/health-agent/internal/testkit"
 )
 
 // TestBadConfigMatrix runs bad configs through the real CLI: `validate`, serving and `probe` each exit
@@ -109,13 +111,13 @@ probes:
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			path := writeFile(t, "agent.yaml", tt.yaml)
-			addr := freeAddr(t)
+			addr := fmt.Sprintf("127.0.0.1:%d", testkit.FreePort(t))
 			for _, args := range [][]string{
 				{"validate", "--config", path},
 				{"--config", path, "--listen", addr},
 				{"probe", "--config", path, "a"},
 			} {
-				var out, errb syncBuffer
+				var out, errb testkit.SyncBuffer
 				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 				code := run(ctx, args, &out, &errb, env)
 				cancel()
@@ -161,8 +163,9 @@ func TestUnreadableConfig(t *testing.T) {
 		{"a directory", dir},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			for _, args := range [][]string{{"validate", "--config", tt.path}, {"--config", tt.path, "--listen", freeAddr(t)}} {
-				var out, errb syncBuffer
+			addr := fmt.Sprintf("127.0.0.1:%d", testkit.FreePort(t))
+			for _, args := range [][]string{{"validate", "--config", tt.path}, {"--config", tt.path, "--listen", addr}} {
+				var out, errb testkit.SyncBuffer
 				if code := run(context.Background(), args, &out, &errb, noEnv); code != exitUsage {
 					t.Errorf("%v: exit %d, want %d", args, code, exitUsage)
 				}
@@ -182,16 +185,4 @@ func containsLine(lines []string, s string) bool {
 		}
 	}
 	return false
-}
-
-// freeAddr returns a loopback address nothing listens on (it was free a moment ago).
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
 }

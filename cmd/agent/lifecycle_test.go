@@ -10,12 +10,13 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/health-agent/health-agent/internal/testkit"
 )
 
 // The lifecycle tests run the agent as a real process, built once, and talk to it only through
@@ -32,26 +33,16 @@ probes:
 // lifecycleProc is one agent process.
 type lifecycleProc struct {
 	cmd    *exec.Cmd
-	logs   *syncBuffer
+	logs   *testkit.SyncBuffer
 	base   string
 	exited chan struct{} // closed once Wait returned; err and at are set then
 	err    error
 	at     time.Time
 }
 
-func buildAgent(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "agent")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
-
 func startProc(t *testing.T, bin, cfg string) *lifecycleProc {
 	t.Helper()
-	p := &lifecycleProc{logs: &syncBuffer{}, exited: make(chan struct{})}
+	p := &lifecycleProc{logs: &testkit.SyncBuffer{}, exited: make(chan struct{})}
 	p.cmd = exec.Command(bin, "--config", cfg, "--listen", "127.0.0.1:0")
 	p.cmd.Env = []string{"PATH=" + os.Getenv("PATH")} // nothing of the test's own environment
 	p.cmd.Stdout, p.cmd.Stderr = io.Discard, p.logs
@@ -151,7 +142,7 @@ func TestLifecycle(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the agent binary")
 	}
-	bin := buildAgent(t)
+	bin := testkit.BuildAgent(t)
 	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { fmt.Fprint(w, `{"status":"ok"}`) }))
 	defer app.Close()
 

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/health-agent/health-agent/internal/testkit"
 )
 
 // The secrets of TestLogsKeepSecrets: distinctive, so that a leak anywhere is found.
@@ -188,7 +190,7 @@ var anyAddrRe = regexp.MustCompile(`"addr":"([^"]+)"|\baddr=(\S+)`)
 func serveArgs(t *testing.T, args []string, env func(string) (string, bool)) *agentProc {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	p := &agentProc{cancel: cancel, done: make(chan int, 1), logs: &syncBuffer{}}
+	p := &agentProc{cancel: cancel, done: make(chan int, 1), logs: &testkit.SyncBuffer{}}
 	go func() { p.done <- run(ctx, args, io.Discard, p.logs, env) }()
 	t.Cleanup(func() { p.stop(t) })
 	deadline := time.After(30 * time.Second)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -14,29 +13,12 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/health-agent/health-agent/internal/testkit"
 )
-
-// syncBuffer is a bytes.Buffer safe for a writer and a reader in different goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 func noEnv(string) (string, bool) { return "", false }
 
@@ -111,7 +93,7 @@ probes:
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var out, errb syncBuffer
+			var out, errb testkit.SyncBuffer
 			code := run(context.Background(), tt.args, &out, &errb, noEnv)
 			if code != tt.code {
 				t.Fatalf("exit %d, want %d\nstdout: %s\nstderr: %s", code, tt.code, out.String(), errb.String())
@@ -135,7 +117,7 @@ type agentProc struct {
 	base   string
 	cancel context.CancelFunc
 	done   chan int
-	logs   *syncBuffer
+	logs   *testkit.SyncBuffer
 }
 
 var addrRe = regexp.MustCompile(`"addr":"([^"]+)"`)
@@ -143,7 +125,7 @@ var addrRe = regexp.MustCompile(`"addr":"([^"]+)"`)
 func serveAgent(t *testing.T, cfg string, env func(string) (string, bool)) *agentProc {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	p := &agentProc{cancel: cancel, done: make(chan int, 1), logs: &syncBuffer{}}
+	p := &agentProc{cancel: cancel, done: make(chan int, 1), logs: &testkit.SyncBuffer{}}
 	go func() {
 		p.done <- run(ctx, []string{"--config", cfg, "--listen", "127.0.0.1:0"}, io.Discard, p.logs, env)
 	}()

@@ -1,98 +1,45 @@
 package statuspage_test
 
 import (
-	"bufio"
 	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"regexp"
-	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
 	"github.com/coder/websocket/wsjson"
+
+	"github.com/health-agent/health-agent/internal/testkit"
 )
 
-const chromiumPath = "/usr/bin/chromium"
-
-// chromium is a headless Chromium driven over the DevTools protocol: one page, one CDP session.
+// chromium is a headless Chromium (started by testkit) driven over the DevTools protocol: one page,
+// one CDP session.
 type chromium struct {
-	t       *testing.T
-	cmd     *exec.Cmd
-	stderr  chan struct{} // closed when stderr is drained
-	browser *websocket.Conn
-	page    *websocket.Conn
-	nextID  int64
+	t      *testing.T
+	page   *websocket.Conn
+	nextID int64
 }
 
-var devtoolsURL = regexp.MustCompile(`DevTools listening on (ws://\S+)`)
-
-// startChromium launches headless Chromium with an about:blank page and connects to it. It skips the test
-// when Chromium is not installed, unless CI is set.
+// startChromium launches headless Chromium with an about:blank page and connects to that page. It skips
+// the test when Chromium is not installed, unless CI is set.
 func startChromium(t *testing.T, ctx context.Context) *chromium {
 	t.Helper()
-	if _, err := os.Stat(chromiumPath); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("CI is set but %s is missing: %v", chromiumPath, err)
-		}
-		t.Skipf("%s not installed (apt-get install -y chromium)", chromiumPath)
-	}
-	cmd := exec.Command(chromiumPath,
-		"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-background-networking",
-		"--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
-		"--user-data-dir="+t.TempDir(), "--window-size=1280,900",
-		"--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0", "about:blank")
-	// Its own process group, so that cleanup can end the renderer and helper processes it forks too.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	errPipe, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start chromium: %v", err)
-	}
-	c := &chromium{t: t, cmd: cmd, stderr: make(chan struct{})}
-	t.Cleanup(c.close)
+	browser := testkit.StartChromium(t, testkit.ChromiumOptions{
+		Args: []string{"--window-size=1280,900", "--remote-debugging-address=127.0.0.1"},
+	})
+	c := &chromium{t: t}
+	t.Cleanup(c.close) // registered after the browser's kill, so it runs before it
 
-	found := make(chan string, 1)
-	go func() {
-		defer close(c.stderr)
-		sc := bufio.NewScanner(errPipe)
-		sent := false
-		for sc.Scan() {
-			if m := devtoolsURL.FindStringSubmatch(sc.Text()); m != nil && !sent {
-				found <- m[1]
-				sent = true
-			}
-		}
-		_, _ = io.Copy(io.Discard, errPipe)
-	}()
-	var wsURL string
-	select {
-	case wsURL = <-found:
-	case <-c.stderr:
-		t.Fatal("chromium exited before listening for DevTools")
-	case <-time.After(60 * time.Second):
-		t.Fatal("chromium did not start listening for DevTools within 60s")
-	case <-ctx.Done():
-		t.Fatal(ctx.Err())
-	}
-
-	c.browser = dial(t, ctx, wsURL)
-	hostPort := strings.Split(strings.TrimPrefix(wsURL, "ws://"), "/")[0]
 	var targets []struct {
 		Type, URL, WebSocketDebuggerURL string
 	}
-	resp, err := http.Get("http://" + hostPort + "/json/list")
+	resp, err := http.Get(browser.URL() + "/json/list")
 	if err != nil {
 		t.Fatalf("list targets: %v", err)
 	}
@@ -244,29 +191,10 @@ func (c *chromium) screenshot(ctx context.Context, dir, name string) string {
 	return p
 }
 
-// close asks Chromium to quit, then ends its process group if it does not, and waits for it.
+// close ends the CDP session; testkit then kills Chromium.
 func (c *chromium) close() {
-	if c.browser != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		_ = c.call(ctx, c.browser, "Browser.close", nil, nil)
-		cancel()
-	}
-	// stderr reaches EOF once every process holding it (the browser and the helpers it forked) is gone.
-	select {
-	case <-c.stderr:
-	case <-time.After(15 * time.Second):
-		_ = syscall.Kill(-c.cmd.Process.Pid, syscall.SIGKILL)
-		select {
-		case <-c.stderr:
-		case <-time.After(5 * time.Second):
-		}
-	}
-	_ = c.cmd.Wait() // also closes our end of the pipe, should a helper still hold its end
-	<-c.stderr
-	for _, conn := range []*websocket.Conn{c.page, c.browser} {
-		if conn != nil {
-			_ = conn.CloseNow()
-		}
+	if c.page != nil {
+		_ = c.page.CloseNow()
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 
 	"github.com/health-agent/health-agent/configs"
 	"github.com/health-agent/health-agent/examples/demo/standin"
+	"github.com/health-agent/health-agent/internal/testkit"
 )
 
 // The probes of the default config, their kinds and breakers (CONTRACT.md's table).
@@ -44,8 +45,8 @@ const (
 // taken down and brought back, with the probe, its breaker, the overall status and readiness checked
 // at each step.
 func TestLocalDemo(t *testing.T) {
-	requireChromium(t)
-	bin := buildAgent(t)
+	testkit.RequireChromium(t)
+	bin := testkit.BuildAgent(t)
 	dir := t.TempDir()
 
 	token := "e2e-figma-" + randomHex(t, 12)
@@ -58,12 +59,12 @@ func TestLocalDemo(t *testing.T) {
 	}
 	t.Cleanup(world.Stop)
 
-	cdpPort := freePort(t)
-	browser := startChromium(t, t, cdpPort)
+	cdpPort := testkit.FreePort(t)
+	browser := testkit.StartChromium(t, testkit.ChromiumOptions{Port: cdpPort})
 
 	appName := "e2eapp-" + randomHex(t, 3) // 13 bytes: within /proc/<pid>/comm's 15
 	sleepBin := copySleep(t, dir, appName)
-	appProc := startAppProcess(t, t, sleepBin, appName)
+	appProc := startAppProcess(t, t.Cleanup, sleepBin, appName)
 
 	cfg := filepath.Join(dir, "agent.yaml")
 	if err := os.WriteFile(cfg, fastConfig(t), 0o600); err != nil {
@@ -112,17 +113,19 @@ func TestLocalDemo(t *testing.T) {
 		{probe: "app", critical: true, down: "unhealthy", stop: do("stop app"), start: do("start app")},
 		{
 			probe: "browserPool", critical: true, down: "unhealthy",
-			stop: func(*testing.T) { browser.kill() },
+			stop: func(*testing.T) { browser.Kill() },
 			// Owned by the whole test: the new browser must outlive this subtest.
-			start: func(sub *testing.T) { browser = startChromium(sub, t, cdpPort) },
+			start: func(sub *testing.T) {
+				browser = testkit.StartChromium(sub, testkit.ChromiumOptions{Port: cdpPort, Cleanup: t.Cleanup})
+			},
 		},
 		{probe: "mcpClient", down: "unhealthy", stop: do("stop mcp"), start: do("start mcp")},
 		{probe: "figmaApi", down: "unhealthy", stop: do("stop figma"), start: do("start figma")},
 		// A local probe: no breaker; a process it cannot find is unknown, not a failure.
 		{
 			probe: "memory", down: "unknown",
-			stop:  func(*testing.T) { appProc.kill() },
-			start: func(sub *testing.T) { appProc = startAppProcess(sub, t, sleepBin, appName) },
+			stop:  func(*testing.T) { appProc.Kill() },
+			start: func(sub *testing.T) { appProc = startAppProcess(sub, t.Cleanup, sleepBin, appName) },
 		},
 	}
 	for _, tt := range tests {
@@ -277,7 +280,7 @@ func fastConfig(t *testing.T) []byte {
 type watcher struct {
 	base    string
 	secrets []string
-	logs    *syncBuffer
+	logs    *testkit.SyncBuffer
 	leaks   int
 	emails  int
 }
