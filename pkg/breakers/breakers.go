@@ -170,6 +170,16 @@ func (b *Breaker) Stats() Stats {
 	return s
 }
 
+// RetryIn is how long the breaker stays open before an execution may try the dependency again: 0
+// when it is not open, or when that retry is already due.
+func (b *Breaker) RetryIn() time.Duration {
+	cb, _ := b.circuit()
+	if cb.State() != circuitbreaker.OpenState {
+		return 0
+	}
+	return cb.RemainingDelay()
+}
+
 // circuit returns the current failsafe breaker and its generation.
 func (b *Breaker) circuit() (circuitbreaker.CircuitBreaker[probes.Result], uint64) {
 	b.mu.Lock()

@@ -164,13 +164,22 @@ func TestOpenBreakerReportsRetryDueWithoutACall(t *testing.T) {
 	pol.Breaker.Delay = 100 * time.Millisecond
 	_, br := oneBreaker(t, pol, nil)
 	p := Guard(dep.probe(), pol, br, nil)
+	if d := br.RetryIn(); d != 0 {
+		t.Errorf("RetryIn = %s while closed, want 0", d)
+	}
 	openBreaker(t, dep, p, br)
+	if d := br.RetryIn(); d <= 0 || d > pol.Breaker.Delay {
+		t.Errorf("RetryIn = %s just after opening, want within the %s delay", d, pol.Breaker.Delay)
+	}
 	hits := dep.hits.Load()
 
 	waitFor(t, "the retry to be due", func() bool { return br.Stats().RetryDue })
 	s := br.Stats()
 	if s.State != Open || s.RemainingDelay != 0 {
 		t.Errorf("state %s, remaining %s: want OPEN (failsafe half-opens lazily) with nothing remaining", s.State, s.RemainingDelay)
+	}
+	if d := br.RetryIn(); d != 0 {
+		t.Errorf("RetryIn = %s with the retry due, want 0", d)
 	}
 	if got := dep.hits.Load(); got != hits {
 		t.Errorf("reporting stats made %d requests", got-hits)

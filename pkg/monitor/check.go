@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/health-agent/health-agent/pkg/breakers"
 	"github.com/health-agent/health-agent/pkg/config"
 	"github.com/health-agent/health-agent/pkg/probes"
 )
@@ -20,6 +21,7 @@ type check struct {
 	def         config.Probe
 	fingerprint string
 	guarded     probes.Probe
+	breaker     *breakers.Breaker // nil: a local probe
 
 	status               probes.Status // the verdict after hysteresis (never Unknown-for-staleness: that is a view)
 	reason               string

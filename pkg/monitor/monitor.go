@@ -359,6 +359,14 @@ func (m *Monitor) runCheck(ctx context.Context, c *check) {
 		if jitter > 0 {
 			wait += time.Duration((rand.Float64()*2 - 1) * jitter * float64(wait))
 		}
+		// An open breaker rejects every execution until its delay ends: the first one after that is
+		// its trial, so run it then rather than up to an interval later (recovery in the delay, not in
+		// the delay rounded up to the next execution).
+		if c.breaker != nil {
+			if d := c.breaker.RetryIn(); d > 0 && d < wait {
+				wait = d
+			}
+		}
 		m.mu.Lock()
 		notBefore := c.notBefore
 		m.mu.Unlock()
@@ -711,7 +719,9 @@ func (m *Monitor) build(loaded *config.Loaded, old map[string]*check) (map[strin
 		if !def.Local {
 			br = m.breakers.Get(def.Breaker())
 		}
-		out[def.Name] = newCheck(def, breakers.Guard(p, def.Policy, br, bh))
+		c := newCheck(def, breakers.Guard(p, def.Policy, br, bh))
+		c.breaker = br
+		out[def.Name] = c
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)

@@ -329,6 +329,23 @@ func TestReloadKeepsRateLimitBudget(t *testing.T) {
 	}
 }
 
+// TestOpenBreakerTrialRunsWhenItsDelayEnds: after the breaker opens, the probe's next execution is the
+// breaker's trial, at the end of its delay, not an interval later (here the interval is an hour).
+func TestOpenBreakerTrialRunsWhenItsDelayEnds(t *testing.T) {
+	w := newWorld("a")
+	w.deps["a"].set(errors.New("down"), false)
+	p := fake("a", true)
+	p.Policy.Interval = time.Hour
+	p.Policy.Breaker = config.BreakerPolicy{FailureThreshold: 1, Window: 1, Delay: 300 * time.Millisecond, SuccessThreshold: 1}
+	m := start(t, w, loaded(p))
+	waitFor(t, m, "unhealthy", func(s *Snapshot) bool { return status(s, "a") == probes.Unhealthy })
+	w.deps["a"].set(nil, false)
+	waitFor(t, m, "healthy again after the breaker's delay", func(s *Snapshot) bool { return status(s, "a") == probes.Healthy })
+	if got := w.deps["a"].calls.Load(); got != 2 {
+		t.Errorf("the dependency was called %d times, want 2: the failure, then the trial", got)
+	}
+}
+
 func TestReloadWithBadProbeIsRejected(t *testing.T) {
 	w := newWorld("a")
 	m := start(t, w, loaded(fake("a", true)))
