@@ -66,13 +66,20 @@ type running struct {
 	path   string
 }
 
-func startAgent(t *testing.T, path string) *running {
+func startAgent(t *testing.T, path string) *running { return startAgentWith(t, path, nil) }
+
+// startAgentWith starts an agent on path, with edit (when not nil) applied to its options first.
+func startAgentWith(t *testing.T, path string, edit func(*Options)) *running {
 	t.Helper()
 	loaded, err := LoadConfig(path, nil, noEnv)
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := New(loaded, Options{ConfigPath: path, Listen: "127.0.0.1:0", LookupEnv: noEnv, Tick: 10 * time.Millisecond})
+	opts := Options{ConfigPath: path, Listen: "127.0.0.1:0", LookupEnv: noEnv, Tick: 10 * time.Millisecond}
+	if edit != nil {
+		edit(&opts)
+	}
+	a, err := New(loaded, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

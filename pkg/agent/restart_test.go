@@ -1,37 +1,22 @@
 package agent
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
-	"time"
+
+	"github.com/health-agent/health-agent/internal/testkit"
 )
 
-// lockedBuffer collects log output written from the agent's goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-// warnings returns the "takes effect at the next restart" records logged so far, by key.
-func (l *lockedBuffer) restartWarnings(t *testing.T) map[string][2]string {
+// restartWarnings returns the "takes effect at the next restart" records in JSON log output, by key.
+func restartWarnings(t *testing.T, logs string) map[string][2]string {
 	t.Helper()
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	out := map[string][2]string{}
-	for line := range strings.Lines(l.b.String()) {
+	for line := range strings.Lines(logs) {
 		var rec struct{ Msg, Key, Running, Configured string }
 		if err := json.Unmarshal([]byte(line), &rec); err != nil {
 			t.Fatalf("log line %q: %v", line, err)
@@ -55,24 +40,12 @@ probes:
 `
 	path := filepath.Join(t.TempDir(), "agent.yaml")
 	write(t, path, fmt.Sprintf(tmpl, "127.0.0.1:0", "5s", 16384, 16))
-	loaded, err := LoadConfig(path, nil, noEnv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	logs := &lockedBuffer{}
-	a, err := New(loaded, Options{ConfigPath: path, LookupEnv: noEnv, Tick: 10 * time.Millisecond,
-		Logger: slog.New(slog.NewJSONHandler(logs, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx, nil) }()
-	t.Cleanup(func() {
-		cancel()
-		<-done
+	logs := &testkit.SyncBuffer{}
+	r := startAgentWith(t, path, func(o *Options) {
+		o.Listen = "" // server.listen applies
+		o.Logger = slog.New(slog.NewJSONHandler(logs, nil))
 	})
-	waitUntil(t, "listening", func() bool { return a.Addr() != "" })
+	a := r.agent
 	addr := a.Addr()
 
 	write(t, path, fmt.Sprintf(tmpl, "127.0.0.1:1", "9s", 16384, 4))
@@ -84,7 +57,7 @@ probes:
 		"server.readTimeout":            {"5s", "9s"},
 		"scheduler.maxConcurrentProbes": {"16", "4"},
 	}
-	got := logs.restartWarnings(t)
+	got := restartWarnings(t, logs.String())
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("restart warnings = %v, want %v", got, want)
 	}
@@ -93,14 +66,12 @@ probes:
 	}
 
 	// Back to the running values (another change makes the reload happen): nothing to warn about.
-	logs.mu.Lock()
-	logs.b.Reset()
-	logs.mu.Unlock()
+	seen := len(logs.String())
 	write(t, path, fmt.Sprintf(tmpl, "127.0.0.1:0", "5s", 16384, 16)+"  - { name: config2, kind: config }\n")
 	if err := a.Reload(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if got := logs.restartWarnings(t); len(got) != 0 {
+	if got := restartWarnings(t, logs.String()[seen:]); len(got) != 0 {
 		t.Errorf("restart warnings %v after returning to the running values, want none", got)
 	}
 }
