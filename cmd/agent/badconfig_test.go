@@ -104,6 +104,14 @@ probes:
 			"probes[0].url: environment variable APP_URL is required: set APP_URL",
 			`probes[1].url: unclosed "${" at offset 7 in "http://${HOST"`,
 		}},
+		{"secrets in the wrong place", `
+probes:
+  - {name: a, kind: cdp, mode: browserless, urls: "http://browserless:3000", token: "${DETAILS_TOKEN}"}
+  - {name: b, kind: http, url: "http://user:${DETAILS_TOKEN}@host:port/?key=${DETAILS_TOKEN}"}
+`, []string{
+			"probes[0].token: reference it with env or file: a token is never written in the config",
+			`probes[1].url: must be an absolute http(s) URL, got "http://[redacted]@host:port/?[redacted]"`,
+		}},
 		{"binary garbage", "\x00\x01\x02\xff\xfe", []string{
 			"yaml:",
 		}},
