@@ -334,7 +334,7 @@ func (p *cdpProbe) browserlessVerdict(pools []cdpPool) (Result, error) {
 // with the reason in Error.
 func (p *cdpProbe) checkBrowser(ctx context.Context, endpoint *url.URL) cdpBrowser {
 	b := cdpBrowser{URL: endpoint.String()}
-	body, err := p.get(ctx, endpoint, "/json/version")
+	body, err := p.get(ctx, endpoint, "/json/version", nil)
 	if err != nil {
 		b.Error = err.Error()
 		return b
@@ -388,12 +388,14 @@ func (p *cdpProbe) Warnings() []string {
 func (p *cdpProbe) checkPressure(ctx context.Context, endpoint *url.URL, token string) cdpPool {
 	b := cdpPool{URL: endpoint.String()}
 	u := *endpoint
+	var secrets []string
 	if token != "" {
 		u.RawQuery = url.Values{"token": {token}}.Encode()
+		secrets = []string{token, url.QueryEscape(token)}
 	}
-	body, err := p.get(ctx, &u, "/pressure")
+	body, err := p.get(ctx, &u, "/pressure", secrets)
 	if err != nil {
-		b.Error = redactText(err.Error(), []string{token, url.QueryEscape(token)})
+		b.Error = redactText(err.Error(), secrets)
 		return b
 	}
 	pr, err := cdpParsePressure(body)
@@ -406,8 +408,10 @@ func (p *cdpProbe) checkPressure(ctx context.Context, endpoint *url.URL, token s
 	return b
 }
 
-// get fetches endpoint+path and returns its body, which must be a 200 of at most cdpMaxBody bytes.
-func (p *cdpProbe) get(ctx context.Context, endpoint *url.URL, path string) ([]byte, error) {
+// get fetches endpoint+path and returns its body, which must be a 200 of at most cdpMaxBody bytes. The
+// secrets sent with the request are replaced in the snippet of an error body before it is cut, so that a
+// secret straddling the cut leaves no piece behind.
+func (p *cdpProbe) get(ctx context.Context, endpoint *url.URL, path string, secrets []string) ([]byte, error) {
 	u := *endpoint
 	u.Path += path
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
@@ -425,7 +429,7 @@ func (p *cdpProbe) get(ctx context.Context, endpoint *url.URL, path string) ([]b
 		return nil, fmt.Errorf("%s: read body: %w", path, cdpShort(err))
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("%s: HTTP %d%s", path, resp.StatusCode, cdpSnippet(body))
+		return nil, fmt.Errorf("%s: HTTP %d%s", path, resp.StatusCode, cdpSnippet(redactText(string(body), secrets)))
 	}
 	if len(body) > cdpMaxBody {
 		return nil, fmt.Errorf("%s: %w", path, errCDPTooLarge)
@@ -440,8 +444,8 @@ var (
 )
 
 // cdpSnippet quotes the start of an error body (Chromium explains a rejected Host there).
-func cdpSnippet(body []byte) string {
-	s := strings.TrimSpace(string(body))
+func cdpSnippet(body string) string {
+	s := strings.TrimSpace(body)
 	if s == "" {
 		return ""
 	}

@@ -799,6 +799,21 @@ func TestCDPBrowserlessToken(t *testing.T) {
 			t.Fatalf("error %v, want HTTP 401 with the echoed token redacted", err)
 		}
 	})
+	t.Run("echoed across the cut of the error snippet", func(t *testing.T) {
+		for _, pad := range []int{100, 110, 115} { // the snippet keeps 120 bytes; the token starts before and ends after
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				http.Error(w, strings.Repeat("x", pad)+r.URL.Query().Get("token"), http.StatusUnauthorized)
+			}))
+			p := build(t, srv.URL, map[string]any{"env": "BROWSERLESS_TOKEN"}, map[string]string{"BROWSERLESS_TOKEN": good})
+			res, err := cdpCheckWithin(t, p, 20*time.Second)
+			srv.Close()
+			if err == nil || !strings.Contains(err.Error(), "HTTP 401") {
+				t.Fatalf("pad %d: error %v, want HTTP 401", pad, err)
+			}
+			noPieceOf(t, fmt.Sprintf("pad %d: the error", pad), err.Error(), good)
+			noPieceOf(t, fmt.Sprintf("pad %d: the result", pad), fmt.Sprintf("%+v", res), good)
+		}
+	})
 	t.Run("variable unset", func(t *testing.T) {
 		url, ok := browserlessWithToken(t, good)
 		p := build(t, url, map[string]any{"env": "BROWSERLESS_TOKEN"}, nil)

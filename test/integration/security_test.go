@@ -47,6 +47,8 @@ probes:
     kind: mcp
     url: "%[5]s/mcp"
     headers: { Authorization: { env: DEP_TOKEN, prefix: "Bearer " } }
+  # A browserless endpoint whose 401 repeats the token (sent as ?token=).
+  - { name: browserPool, kind: cdp, mode: browserless, urls: "%[6]s", token: { env: DEP_TOKEN } }
   - { name: config, kind: config }
 `
 
@@ -62,12 +64,13 @@ func TestNoSecretLeaks(t *testing.T) {
 	// The token starts 12 bytes before the 200-byte cut of Figma's error text.
 	figmaClip := startChaos(t, chaos.Responding(403, `{"status":403,"err":"`+strings.Repeat("x", 188)+figma.value+`"}`))
 	mcpEcho := startChaos(t, chaos.Echoing(401))
+	browserlessEcho := startChaos(t, chaos.Responding(401, `{"message":"bad token `+dep.value+`"}`))
 	env := map[string]string{"DETAILS_TOKEN": details.value, "DEP_TOKEN": dep.value, "FIGMA_TOKEN": figma.value}
-	cfg := fmt.Sprintf(secretsConfig, app.URL(), echo.URL(), figmaEcho.URL(), figmaClip.URL(), mcpEcho.URL())
+	cfg := fmt.Sprintf(secretsConfig, app.URL(), echo.URL(), figmaEcho.URL(), figmaClip.URL(), mcpEcho.URL(), browserlessEcho.URL())
 	secrets := []secret{details, dep, figma}
 	h := startAgent(t, setup{config: cfg, env: env, secrets: secrets, token: details.value})
 
-	names := []string{"app", "echo", "figmaApi", "figmaClipped", "mcpClient"}
+	names := []string{"app", "echo", "figmaApi", "figmaClipped", "mcpClient", "browserPool"}
 	eventually(t, 20*time.Second, "every dependency probed and judged", func() (bool, string) {
 		var state []string
 		done := true
@@ -86,6 +89,9 @@ func TestNoSecretLeaks(t *testing.T) {
 	}
 	if hs := figmaEcho.Headers(); len(hs) == 0 || hs[len(hs)-1].Get("X-Figma-Token") != figma.value {
 		t.Fatal("the Figma stand-in never received the token")
+	}
+	if r := h.get("/readyz/browserPool?verbose"); !strings.Contains(r.body, "bad token [redacted]") {
+		t.Errorf("/readyz/browserPool?verbose does not show the echoed token redacted: %q", r.body)
 	}
 
 	legacy := dig(decode(t, h.get("/api/health").body), "data", "legacy")
