@@ -256,7 +256,11 @@ func (p *mcpProbe) Check(ctx context.Context) (Result, error) {
 		}
 	}
 	fields["tools"] = len(names)
-	fields["toolNames"] = names[:min(len(names), mcpMaxToolNames)]
+	shown := make([]string, min(len(names), mcpMaxToolNames))
+	for i := range shown {
+		shown[i] = shownText(names[i], secrets) // the server's words, like its name
+	}
+	fields["toolNames"] = shown
 	if len(names) > mcpMaxToolNames {
 		fields["toolNamesTruncated"] = true
 	}

@@ -527,6 +527,17 @@ func TestMCPHeaderSecrets(t *testing.T) {
 		}
 		ts.waitNoSessions(t)
 	})
+	t.Run("a tool named after the token is redacted", func(t *testing.T) {
+		ts := mcpStartServer(t, mcpServerConfig{tools: []string{"a", "t-" + token}, auth: "Bearer " + token})
+		res, err := mcpCheck(t, mcpNewProbe(t, opts(ts.url), map[string]string{"MCP_TOKEN": token}), 30*time.Second)
+		if err != nil {
+			t.Fatalf("check: %v", mcpSafe(err))
+		}
+		if got := fmt.Sprint(res.Fields["toolNames"]); got != "[a t-[redacted]]" {
+			t.Errorf("toolNames = %s, want the token redacted", mcpSafe(errors.New(got)))
+		}
+		ts.waitNoSessions(t)
+	})
 	t.Run("a long server name is cut", func(t *testing.T) {
 		ts := mcpStartServer(t, mcpServerConfig{tools: []string{"a"}, auth: "Bearer " + token, name: strings.Repeat("n", 10_000)})
 		res, err := mcpCheck(t, mcpNewProbe(t, opts(ts.url), map[string]string{"MCP_TOKEN": token}), 30*time.Second)
