@@ -180,6 +180,12 @@ func (b *Breaker) RetryIn() time.Duration {
 	return cb.RemainingDelay()
 }
 
+// IsClosed reports whether the breaker lets every execution through.
+func (b *Breaker) IsClosed() bool {
+	cb, _ := b.circuit()
+	return cb.State() == circuitbreaker.ClosedState
+}
+
 // circuit returns the current failsafe breaker and its generation.
 func (b *Breaker) circuit() (circuitbreaker.CircuitBreaker[probes.Result], uint64) {
 	b.mu.Lock()

@@ -164,10 +164,13 @@ func TestOpenBreakerReportsRetryDueWithoutACall(t *testing.T) {
 	pol.Breaker.Delay = 100 * time.Millisecond
 	_, br := oneBreaker(t, pol, nil)
 	p := Guard(dep.probe(), pol, br, nil)
-	if d := br.RetryIn(); d != 0 {
-		t.Errorf("RetryIn = %s while closed, want 0", d)
+	if d := br.RetryIn(); d != 0 || !br.IsClosed() {
+		t.Errorf("RetryIn = %s, IsClosed = %v while closed, want 0 and true", d, br.IsClosed())
 	}
 	openBreaker(t, dep, p, br)
+	if br.IsClosed() {
+		t.Error("IsClosed = true with the breaker open")
+	}
 	if d := br.RetryIn(); d <= 0 || d > pol.Breaker.Delay {
 		t.Errorf("RetryIn = %s just after opening, want within the %s delay", d, pol.Breaker.Delay)
 	}

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"sync"
 	"time"
 
@@ -49,6 +50,7 @@ type check struct {
 	rendered   renderedCheck // the view last rendered from that state
 
 	kick      chan struct{} // a dependency changed: run now (capacity 1)
+	refused   bool          // the last execution was refused by the breaker without touching the dependency
 	first     chan struct{} // closed after the first execution; dependents' first runs wait for it
 	firstOnce sync.Once
 	// inFirstRound: the check was in the config Run started with (see Monitor.FirstRound). Set before
@@ -100,6 +102,8 @@ func (c *check) record(now time.Time, res probes.Result, err error, dur time.Dur
 		c.outcomes++
 		c.lastFailed = failed
 	}
+	var rej *breakers.RejectedError
+	c.refused = errors.As(err, &rej)
 	c.duration = dur
 	c.lastChecked = now
 	c.blockedBy = ""

@@ -96,6 +96,11 @@ type Monitor struct {
 	legacyBody atomic.Pointer[json.RawMessage]
 
 	reloads chan reloadRequest
+	// closedMu guards closedBreakers: the breakers that closed since the last tick, whose probes that
+	// were refused during the trial the tick runs at once. A transition is reported from inside an
+	// execution, where m.mu may not be taken.
+	closedMu       sync.Mutex
+	closedBreakers []string
 	// firstRound is closed once every probe Run started with has finished its first execution (or
 	// was stopped before it); firstPending counts those still to finish.
 	firstRound   chan struct{}
@@ -359,17 +364,21 @@ func (m *Monitor) runCheck(ctx context.Context, c *check) {
 		if jitter > 0 {
 			wait += time.Duration((rand.Float64()*2 - 1) * jitter * float64(wait))
 		}
-		// An open breaker rejects every execution until its delay ends: the first one after that is
-		// its trial, so run it then rather than up to an interval later (recovery in the delay, not in
-		// the delay rounded up to the next execution).
+		m.mu.Lock()
+		notBefore, refused := c.notBefore, c.refused
+		m.mu.Unlock()
 		if c.breaker != nil {
-			if d := c.breaker.RetryIn(); d > 0 && d < wait {
+			switch d := c.breaker.RetryIn(); {
+			case d > 0 && d < wait:
+				// An open breaker refuses every execution until its delay ends: the first one after that
+				// is its trial, so run it then rather than up to an interval later.
 				wait = d
+			case refused && c.breaker.IsClosed():
+				// Refused while another probe sharing the breaker ran the trial, which has closed it
+				// since. (Closing later is caught by kickRefusedLocked.)
+				wait = 0
 			}
 		}
-		m.mu.Lock()
-		notBefore := c.notBefore
-		m.mu.Unlock()
 		if d := time.Until(notBefore); d > wait {
 			wait = d
 		}
@@ -536,6 +545,27 @@ func (m *Monitor) kickDependentsLocked(c *check) {
 	}
 }
 
+// kickRefusedLocked runs at once the probes whose last execution a breaker refused (open, or half-open
+// with its trial permits taken by other probes sharing it) when that breaker has closed since: without
+// it they would wait up to an interval to see the recovery another probe's trial proved.
+func (m *Monitor) kickRefusedLocked() {
+	m.closedMu.Lock()
+	closed := m.closedBreakers
+	m.closedBreakers = nil
+	m.closedMu.Unlock()
+	if len(closed) == 0 {
+		return
+	}
+	for _, c := range m.ordered {
+		if c.refused && c.breaker != nil && slices.Contains(closed, c.breaker.Name()) {
+			select {
+			case c.kick <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
+
 func (m *Monitor) kickKind(kind string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -561,6 +591,11 @@ func (m *Monitor) logTransition(c *check, prev probes.Status) {
 func (m *Monitor) onBreakerTransition(t breakers.Transition) {
 	m.log.Info("breaker state changed", "breaker", t.Breaker, "from", t.From, "to", t.To)
 	m.dirty.Store(true)
+	if t.To == breakers.Closed {
+		m.closedMu.Lock()
+		m.closedBreakers = append(m.closedBreakers, t.Breaker)
+		m.closedMu.Unlock()
+	}
 	if m.opts.OnBreakerTransition != nil {
 		m.opts.OnBreakerTransition(t)
 	}
@@ -573,6 +608,7 @@ func (m *Monitor) onBreakerTransition(t breakers.Transition) {
 func (m *Monitor) housekeep(now time.Time) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.kickRefusedLocked()
 	republish := m.dirty.Load() || (m.fresher.Load() && now.Sub(m.snap.Load().At)+m.opts.Tick/2 >= m.opts.Refresh)
 	if !republish && !now.Before(m.nextStale) {
 		for _, c := range m.ordered {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -24,6 +25,7 @@ type dep struct {
 	err   error
 	hang  bool          // block until the attempt's context is done
 	stuck chan struct{} // non-nil: block until it is closed, ignoring the context (a broken kind)
+	gate  chan struct{} // non-nil: wait until it is closed (or the context is done), then answer
 	calls atomic.Int64
 	world *world
 	name  string
@@ -38,7 +40,7 @@ func (d *dep) set(err error, hang bool) {
 func (d *dep) Check(ctx context.Context) (probes.Result, error) {
 	d.calls.Add(1)
 	d.mu.Lock()
-	err, hang, stuck := d.err, d.hang, d.stuck
+	err, hang, stuck, gate := d.err, d.hang, d.stuck, d.gate
 	d.mu.Unlock()
 	d.world.mu.Lock()
 	d.world.order = append(d.world.order, d.name)
@@ -50,6 +52,13 @@ func (d *dep) Check(ctx context.Context) (probes.Result, error) {
 	if hang {
 		<-ctx.Done()
 		return probes.Result{}, ctx.Err()
+	}
+	if gate != nil {
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			return probes.Result{}, ctx.Err()
+		}
 	}
 	return probes.Result{Status: probes.Healthy, Fields: map[string]any{"dep": d.name}}, err
 }
@@ -344,6 +353,42 @@ func TestOpenBreakerTrialRunsWhenItsDelayEnds(t *testing.T) {
 	if got := w.deps["a"].calls.Load(); got != 2 {
 		t.Errorf("the dependency was called %d times, want 2: the failure, then the trial", got)
 	}
+}
+
+// TestSharedBreakerTrialWakesTheProbesItRefused: two probes share a breaker with one trial permit. At
+// the end of its delay both run; the one refused while the other's trial was in flight runs again as
+// soon as that trial closes the breaker, not an interval (here an hour) later.
+func TestSharedBreakerTrialWakesTheProbesItRefused(t *testing.T) {
+	w := newWorld("a", "b")
+	shared := func(name string) config.Probe {
+		p := fake(name, true)
+		p.BreakerName = "shared"
+		p.Policy.Interval, p.Policy.Timeout = time.Hour, 20*time.Second
+		p.Policy.Breaker = config.BreakerPolicy{FailureThreshold: 1, Window: 1, Delay: 300 * time.Millisecond, SuccessThreshold: 1}
+		return p
+	}
+	for _, d := range w.deps {
+		d.set(errors.New("down"), false)
+	}
+	m := start(t, w, loaded(shared("a"), shared("b")))
+	waitFor(t, m, "both unhealthy", func(s *Snapshot) bool {
+		return status(s, "a") == probes.Unhealthy && status(s, "b") == probes.Unhealthy
+	})
+
+	// Up again, but whichever probe runs the trial holds it until the gate opens.
+	gate := make(chan struct{})
+	for _, d := range w.deps {
+		d.mu.Lock()
+		d.err, d.gate = nil, gate
+		d.mu.Unlock()
+	}
+	waitFor(t, m, "one probe refused during the other's trial", func(s *Snapshot) bool {
+		return strings.Contains(s.Check("a").Reason, "trial in progress") || strings.Contains(s.Check("b").Reason, "trial in progress")
+	})
+	close(gate)
+	waitFor(t, m, "both healthy", func(s *Snapshot) bool {
+		return status(s, "a") == probes.Healthy && status(s, "b") == probes.Healthy
+	})
 }
 
 func TestReloadWithBadProbeIsRejected(t *testing.T) {
