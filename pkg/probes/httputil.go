@@ -213,11 +213,7 @@ const maxShownText = 256
 // shownText is a dependency's string as a field shows it: the secrets sent to it replaced, at most
 // maxShownText bytes (cut at a rune boundary, marked with an ellipsis).
 func shownText(s string, secrets []string) string {
-	s = redactText(s, secrets)
-	if len(s) > maxShownText {
-		s = strings.ToValidUTF8(s[:maxShownText], "") + "…"
-	}
-	return s
+	return clipText(redactText(s, secrets), maxShownText)
 }
 
 func redactText(s string, secrets []string) string {
