@@ -55,13 +55,20 @@ type Options struct {
 	OnExecution func(Execution)
 	// OnBreakerTransition is called on each breaker state change (for metrics). It must not block.
 	OnBreakerTransition func(breakers.Transition)
+	// OnBreakerCall is called for each call a breaker sees, with its outcome: breakers.OutcomeSuccess,
+	// OutcomeFailure or OutcomeRejected (for metrics). It must not block.
+	OnBreakerCall func(breaker, outcome string)
 }
 
 // Execution is one probe execution, as reported to Options.OnExecution.
 type Execution struct {
-	Probe    string
-	Status   probes.Status // the verdict after hysteresis
-	Failed   bool          // the execution itself failed (before hysteresis)
+	Probe  string
+	Status probes.Status // the verdict after hysteresis
+	Failed bool          // the execution itself failed (before hysteresis)
+	// Flapped: the execution's raw outcome (failed or not) differs from the previous execution's,
+	// before hysteresis, which hides flaps from the verdict.
+	Flapped  bool
+	Retries  int // attempts made after the first, within this execution
 	Duration time.Duration
 }
 

@@ -5,8 +5,11 @@ package probes
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"time"
+
+	"github.com/health-agent/health-agent/pkg/redact"
 )
 
 // Status is a probe's or the agent's health verdict.
@@ -49,6 +52,25 @@ type Probe interface {
 	Check(ctx context.Context) (Result, error)
 }
 
+// ErrPermanent marks a failure that retrying within the same execution cannot change (an HTTP 401 or
+// 404, a missing secret, a required tool missing, a certificate that does not verify): the retry
+// policy does not retry it, so it costs the dependency one request. Wrap with Permanent.
+var ErrPermanent = errors.New("permanent failure")
+
+// Permanent marks err as a failure no retry can change; errors.Is(err, ErrPermanent) then holds, and
+// its message is unchanged. Permanent(nil) is nil.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &permanentError{err}
+}
+
+type permanentError struct{ err error }
+
+func (e *permanentError) Error() string   { return e.err.Error() }
+func (e *permanentError) Unwrap() []error { return []error{e.err, ErrPermanent} }
+
 // ProbeFunc adapts a function to Probe.
 type ProbeFunc func(ctx context.Context) (Result, error)
 
@@ -80,6 +102,10 @@ type Env struct {
 	ConfigInfo func() ConfigInfo
 	// LegacyBody returns the latest JSON body kept by the legacy http probe (nil when none).
 	LegacyBody func() json.RawMessage
+	// Secrets is the agent's set of resolved secret values (may be nil). A kind adds every secret it
+	// resolves, and hides all of the set's values from the text it keeps, so that a secret sent to one
+	// dependency and echoed by another is hidden too.
+	Secrets *redact.Secrets
 }
 
 // Spec is everything a kind needs to build one probe.
