@@ -38,9 +38,13 @@ type Result struct {
 	Fields map[string]any
 	// Body is the dependency's JSON body, kept by an http probe with `legacy: true`.
 	Body json.RawMessage
-	// RetryAfter is set when the dependency asked not to be called again before it passes (HTTP 429
-	// Retry-After). The scheduler honours it.
+	// RetryAfter is set when the dependency asked not to be called again before it passes (an HTTP
+	// Retry-After). The scheduler honours it within caps: when RateLimited (a 429), up to the probe's
+	// maxRetryAfter; otherwise (a 503's Retry-After) never beyond one interval, so that a dependency
+	// cannot park its own probe.
 	RetryAfter time.Duration
+	// RateLimited: the dependency refused this call for its rate limit (HTTP 429).
+	RateLimited bool
 }
 
 // Probe checks one dependency once.
