@@ -148,7 +148,7 @@ func New(loaded *config.Loaded, opts Options) (*Monitor, error) {
 		firstRound: make(chan struct{}),
 		phase:      rand.Float64(),
 	}
-	m.breakers = breakers.NewRegistry(m.onBreakerTransition)
+	m.breakers = breakers.NewRegistry(m.onBreakerTransition, opts.OnBreakerCall)
 	m.heartbeat.Store(m.startedAt.UnixNano())
 	m.setConfigInfo(loaded, probes.Reload{}) // no reload attempted yet
 	checks, err := m.build(loaded, nil)
@@ -762,7 +762,7 @@ func (m *Monitor) build(loaded *config.Loaded, old map[string]*check) (map[strin
 		if !def.Local {
 			br = m.breakers.Get(def.Breaker())
 		}
-		c := newCheck(def, breakers.Guard(p, def.Policy, br, bh))
+		c := newCheck(def, breakers.Guard(p, def.Policy, br, bh, breakers.GuardOptions{Source: def.Name}))
 		c.breaker = br
 		out[def.Name] = c
 	}
