@@ -11,6 +11,7 @@ type Config struct {
 	Scheduler Scheduler `mapstructure:"scheduler"`
 	Defaults  Policy    `mapstructure:"defaults"`
 	Probes    []Probe   `mapstructure:"probes"`
+	Egress    *Egress   `mapstructure:"egress"`
 }
 
 // Server configures the HTTP server.

@@ -203,7 +203,9 @@ func (l *loader) build(raw map[string]any) *Config {
 		}
 	}
 
+	egress := popEgress(raw)
 	cfg := l.decode(raw, inherited)
+	cfg.Egress = l.decodeEgress(egress)
 	for i := range cfg.Probes {
 		if i < len(probes) {
 			cfg.Probes[i].Options = options[i]

@@ -3,6 +3,7 @@ package config
 import (
 	"cmp"
 	"fmt"
+	"math"
 	"net"
 	"net/netip"
 	"slices"
@@ -48,6 +49,7 @@ func (c *Config) Validate(kinds Checker) (warnings []string, err error) {
 	v.scheduler(c.Scheduler)
 	v.policy("defaults", c.Defaults, func(...string) bool { return true }, false)
 	v.probes(c, kinds)
+	v.egress(c)
 	_, graphErrs := c.dependencyGraph()
 	v.errs = append(v.errs, graphErrs...)
 	if len(v.errs) == 0 {
@@ -81,6 +83,8 @@ func sectionRank(path string) int {
 		return 3
 	case "probes":
 		return 4
+	case "egress":
+		return math.MaxInt
 	default: // the root, an unknown top-level key
 		return 0
 	}
