@@ -69,6 +69,7 @@ type Stats struct {
 	Transitions     uint64    // state changes since created
 	// Probes and History are shared with the breaker and other Stats: read them, never modify them.
 	Probes  []string    // probes guarded by this breaker, sorted
+	Routes  []string    // egress routes guarded by this breaker, sorted
 	History []Execution // the last 20 executions, oldest first
 	// Version changes (unique within the Registry) whenever any of the above changes, except
 	// RemainingDelay and RetryDue, which move with the clock while the breaker is open.
@@ -161,6 +162,7 @@ type Breaker struct {
 	policy      config.BreakerPolicy
 	cb          circuitbreaker.CircuitBreaker[probes.Result]
 	probes      []string
+	routes      []string
 	history     history
 	transitions uint64
 	lastChange  time.Time
@@ -188,12 +190,16 @@ func (b *Breaker) Stats() Stats {
 		LastStateChange: b.lastChange,
 		Transitions:     b.transitions,
 		Probes:          b.probes[:len(b.probes):len(b.probes)],
+		Routes:          b.routes[:len(b.routes):len(b.routes)],
 		History:         b.history.list(),
 		Version:         b.version,
 	}
 	b.mu.Unlock()
 	if s.Probes == nil {
 		s.Probes = []string{}
+	}
+	if s.Routes == nil {
+		s.Routes = []string{}
 	}
 
 	// failsafe-go leaves an open breaker open until the next execution asks for a permit; report that
@@ -240,10 +246,10 @@ func (b *Breaker) currentPolicy() config.BreakerPolicy {
 	return b.policy
 }
 
-func (b *Breaker) setProbes(names []string) {
+func (b *Breaker) setUsers(probes, routes []string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.probes = names
+	b.probes, b.routes = probes, routes
 	b.version = b.nextVersion()
 }
 
@@ -422,7 +428,9 @@ func NewRegistry(onTransition func(Transition), onCall func(breaker, outcome str
 	return &Registry{onTransition: onTransition, onCall: onCall, breakers: map[string]*Breaker{}}
 }
 
-// Sync makes the registry hold exactly the breakers that cfg's non-local probes name. A breaker whose
+// Sync makes the registry hold exactly the breakers that cfg's non-local probes and egress routes name.
+// A route's breaker that a probe also names takes that probe's policy; any other takes
+// `defaults.breaker`. A breaker whose
 // policy did not change keeps its state and history; one whose policy changed is rebuilt (closed);
 // one no longer named is dropped. Its probe lists are updated.
 //
@@ -433,6 +441,7 @@ func (r *Registry) Sync(cfg *config.Config) {
 	type wanted struct {
 		policy config.BreakerPolicy
 		probes []string
+		routes []string
 	}
 	want := map[string]*wanted{}
 	if cfg != nil {
@@ -448,6 +457,17 @@ func (r *Registry) Sync(cfg *config.Config) {
 			}
 			w.probes = append(w.probes, p.Name)
 		}
+		if cfg.Egress != nil {
+			for i := range cfg.Egress.Routes {
+				rt := &cfg.Egress.Routes[i]
+				w, ok := want[rt.BreakerName()]
+				if !ok {
+					w = &wanted{policy: cfg.Defaults.Breaker}
+					want[rt.BreakerName()] = w
+				}
+				w.routes = append(w.routes, rt.Name)
+			}
+		}
 	}
 
 	var resets []Transition
@@ -459,6 +479,7 @@ func (r *Registry) Sync(cfg *config.Config) {
 	}
 	for name, w := range want {
 		slices.Sort(w.probes)
+		slices.Sort(w.routes)
 		b, ok := r.breakers[name]
 		switch {
 		case !ok:
@@ -472,7 +493,7 @@ func (r *Registry) Sync(cfg *config.Config) {
 				resets = append(resets, Transition{Breaker: name, From: was, To: Closed, At: time.Now()})
 			}
 		}
-		b.setProbes(slices.Compact(w.probes))
+		b.setUsers(slices.Compact(w.probes), slices.Compact(w.routes))
 	}
 	r.mu.Unlock()
 
