@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/health-agent/health-agent/configs"
 	"github.com/health-agent/health-agent/pkg/api"
 	"github.com/health-agent/health-agent/pkg/config"
@@ -41,6 +43,8 @@ type Options struct {
 	Observe func(m *monitor.Monitor) http.Handler
 	// Page, when set, builds the status page handler; token returns the current server.detailsToken.
 	Page func(m *monitor.Monitor, token func() string) http.Handler
+	// Registerer receives the egress proxy's metrics (nil: not registered).
+	Registerer prometheus.Registerer
 	// MonitorOptions are passed on to monitor.New (its Logger, Version, Kinds, LookupEnv, Tick are
 	// filled from these Options).
 	MonitorOptions monitor.Options
@@ -70,6 +74,7 @@ type Agent struct {
 	// started are the settings fixed at start (the listener, the HTTP server's limits, the probe
 	// bulkhead): a reload that changes one is applied otherwise, with a warning naming it.
 	started []setting
+	egress  *egressListener // nil: no egress section at start
 }
 
 // setting is one config value that only a restart applies.
@@ -110,6 +115,9 @@ func New(loaded *config.Loaded, opts Options) (*Agent, error) {
 	a := &Agent{opts: opts, log: opts.Logger, monitor: m, started: restartSettings(loaded.Config, opts.Listen)}
 	a.current.Store(loaded)
 	a.setToken(loaded)
+	if a.egress, err = a.newEgress(loaded.Config); err != nil {
+		return nil, err
+	}
 
 	ho := api.Options{Token: a.Token, Logger: opts.Logger}
 	if opts.Observe != nil {
@@ -157,6 +165,10 @@ func (a *Agent) Run(ctx context.Context, reloads <-chan struct{}) error {
 	ln, err := net.Listen("tcp", a.server.Addr)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
+	}
+	if err := a.startEgress(); err != nil {
+		_ = ln.Close()
+		return err
 	}
 	addr := ln.Addr().String()
 	a.addr.Store(&addr)
@@ -209,6 +221,7 @@ loop:
 			runErr = fmt.Errorf("serve: %w", err)
 		}
 	}
+	a.stopEgress(ctx)
 	stopMonitor()
 	<-monitorDone
 	if runErr == nil {
@@ -242,6 +255,7 @@ func (a *Agent) Reload(ctx context.Context) error {
 	}
 	a.current.Store(loaded)
 	a.setToken(loaded)
+	a.reloadEgress(loaded.Config)
 	for i, set := range restartSettings(loaded.Config, a.opts.Listen) {
 		if run := a.started[i]; set.value != run.value {
 			a.log.Warn("config setting takes effect at the next restart", "key", set.key,
