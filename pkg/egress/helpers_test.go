@@ -83,7 +83,10 @@ func newHarness(t *testing.T, env map[string]string, routes ...config.EgressRout
 		t.Fatal(err)
 	}
 	h.proxy = p
-	h.srv = httptest.NewServer(p)
+	// The listener as the agent runs it.
+	h.srv = httptest.NewUnstartedServer(p)
+	h.srv.Config = NewServer("", p, nil)
+	h.srv.Start()
 	t.Cleanup(func() { h.srv.Close(); p.Close() })
 	return h
 }
@@ -145,4 +148,11 @@ func counterValue(t *testing.T, c prometheus.Counter) float64 {
 		t.Fatal(err)
 	}
 	return m.GetCounter().GetValue()
+}
+
+func newTLSUpstream(t *testing.T) *httptest.Server {
+	t.Helper()
+	s := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	t.Cleanup(s.Close)
+	return s
 }
