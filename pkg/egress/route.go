@@ -89,6 +89,7 @@ func (p *Proxy) newRoute(rc config.EgressRoute) (*route, error) {
 		Rewrite:        r.rewrite,
 		Transport:      &upstreamTransport{route: r},
 		FlushInterval:  -1, // event streams pass event by event
+		BufferPool:     p.buffers,
 		ErrorLog:       nil,
 		ModifyResponse: r.modifyResponse,
 		ErrorHandler:   r.errorHandler,

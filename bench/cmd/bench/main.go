@@ -62,7 +62,7 @@ func mainErr() int {
 	window := flag.Duration("window", 0, "idle CPU measurement window (default 60s, quick 10s)")
 	scale := flag.Float64("reaction-scale", 0, "time scale of the reaction policies (default 1, quick 0.1)")
 	runs := flag.Int("reaction-runs", 1, "reaction trials")
-	only := flag.String("only", "", "comma-separated sections: throughput,micro,footprint,startup,reaction (default all)")
+	only := flag.String("only", "", "comma-separated sections: throughput,micro,footprint,startup,reaction,egress (default all)")
 	out := flag.String("out", "", "also write the report to this file")
 	repo := flag.String("repo", "..", "the health-agent repository (to build cmd/agent)")
 	chromium := flag.String("chromium", "chromium", "the browser the default config's browserPool probe talks to")
@@ -139,6 +139,7 @@ type report struct {
 	Start     []startRow
 	Reaction  []reactionRow
 	Micro     []string
+	Egress    []egressRow
 	LoadAfter string
 }
 
@@ -244,6 +245,11 @@ func runAll(ctx context.Context, p *params) (*report, error) {
 				return rep, fmt.Errorf("reaction: %w", err)
 			}
 			rep.Reaction = append(rep.Reaction, r)
+		}
+	}
+	if p.want("egress") {
+		if rep.Egress, err = runEgress(ctx, p, bin.Image); err != nil {
+			return rep, fmt.Errorf("egress: %w", err)
 		}
 	}
 	if fp != nil {

@@ -92,7 +92,7 @@ func (r *report) verdicts() []verdict {
 			Pass: d1000.SnapshotKept && a1000 <= a10+5 && b1000 < float64(d1000.BodyBytes)/4,
 		})
 	}
-	return out
+	return append(out, egressVerdicts(r.Egress)...)
 }
 
 func passFail(v verdict) string {
@@ -216,6 +216,7 @@ func (r *report) markdown(p *params) string {
 	if len(r.Micro) > 0 {
 		w("## Micro-benchmarks\n\n```\n%s\n```\n\n", strings.Join(r.Micro, "\n"))
 	}
+	w("%s", egressMarkdown(r.Egress))
 	vs := r.verdicts()
 	if len(vs) > 0 {
 		w("## Targets\n\n| target | measured | verdict |\n|---|---|---|\n")
