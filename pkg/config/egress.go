@@ -339,3 +339,29 @@ func ValidHeaderName(s string) bool {
 	}
 	return true
 }
+
+// egressSecretWarnings names the routes' header secrets that are absent now: the agent starts, and
+// the route answers 503 secret_absent until they appear.
+func (c *Config) egressSecretWarnings(lookup func(string) (string, bool)) []string {
+	if c.Egress == nil {
+		return nil
+	}
+	var out []string
+	for i, r := range c.Egress.Routes {
+		names := make([]string, 0, len(r.Headers))
+		for name := range r.Headers {
+			names = append(names, name)
+		}
+		slices.Sort(names)
+		for _, name := range names {
+			v := r.Headers[name]
+			if !v.IsSecret() || v.Validate() != nil {
+				continue
+			}
+			if _, err := v.Resolve(lookup); errors.Is(err, ErrSecretAbsent) {
+				out = append(out, fmt.Sprintf("egress.routes[%d].headers[%s]: %v; the route answers 503 until it is", i, name, err))
+			}
+		}
+	}
+	return out
+}

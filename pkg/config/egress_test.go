@@ -96,3 +96,22 @@ egress:
 		t.Errorf("warnings = %q", l.Warnings)
 	}
 }
+
+func TestEgressAbsentSecretWarns(t *testing.T) {
+	l := mustLoad(t, `
+probes: [{name: a, kind: tcp}]
+egress:
+  routes: [{name: figma, prefix: /figma/, upstream: "https://api.figma.com", headers: {X-Figma-Token: {env: FIGMA_TOKEN}}}]
+`, nil)
+	want := "egress.routes[0].headers[X-Figma-Token]: secret absent: set the environment variable FIGMA_TOKEN; the route answers 503 until it is"
+	if !slices.Contains(l.Warnings, want) {
+		t.Errorf("warnings = %q, want %q", l.Warnings, want)
+	}
+	set := mustLoad(t, `
+probes: [{name: a, kind: tcp}]
+egress: {routes: [{name: f, prefix: /f/, upstream: "http://x", headers: {T: {env: V}}}]}
+`, map[string]string{"V": "set"})
+	if len(set.Warnings) != 0 {
+		t.Errorf("warnings with the secret set: %q", set.Warnings)
+	}
+}

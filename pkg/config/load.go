@@ -71,6 +71,7 @@ func Load(name string, data []byte, kinds Checker, lookupEnv func(string) (strin
 	warnings := exp.warnings
 	vw, verr := cfg.Validate(kinds)
 	warnings = append(warnings, vw...)
+	warnings = append(warnings, cfg.egressSecretWarnings(lookupEnv)...)
 	for _, e := range Flatten(verr) {
 		if !l.isBad(pathOf(e)) {
 			l.errs = append(l.errs, e)

@@ -248,8 +248,8 @@ func TestHangTimesOut(t *testing.T) {
 	if e := decodeEnvelope(t, body); resp.StatusCode != 504 || e.Error.Code != "upstream_timeout" {
 		t.Fatalf("%d %+v", resp.StatusCode, e.Error)
 	}
-	if s := h.breakers.Get("mcp").Stats(); s.Failures != 1 {
-		t.Errorf("failures %d, want 1", s.Failures)
+	if s := h.breakers.Get("mcp").Stats(); s.Failures != 1 || s.History[0].Error != "no response headers within 200ms" {
+		t.Errorf("breaker %+v, want one failure naming the timeout", s)
 	}
 }
 

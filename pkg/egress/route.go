@@ -285,10 +285,13 @@ func (t *upstreamTransport) RoundTrip(req *http.Request) (*http.Response, error)
 		if x.timedOut.Load() {
 			x.code = http.StatusGatewayTimeout
 		}
-		if req.Context().Err() != nil && !x.timedOut.Load() {
+		switch {
+		case req.Context().Err() != nil && !x.timedOut.Load():
 			x.code = 0
 			x.abandon(errors.New("the app went away"))
-		} else {
+		case x.timedOut.Load():
+			x.fail(fmt.Errorf("no response headers within %s", rt.cfg.Timeout))
+		default:
 			x.fail(errors.New(describeError(err)))
 		}
 		return nil, err
