@@ -275,6 +275,7 @@ type panel struct {
 	ID         int    `json:"id"`
 	Type       string `json:"type"`
 	Title      string `json:"title"`
+	Repeat     string `json:"repeat"`
 	Datasource *struct {
 		Type string `json:"type"`
 		UID  string `json:"uid"`
@@ -387,6 +388,29 @@ func checkDashboard(t *testing.T, fams map[string]*dto.MetricFamily) {
 			}
 		}
 	}
+	// One row per egress route (a row repeated over $route) with its rate, errors and duration.
+	var inRouteRow bool
+	routeFamilies := map[string]bool{}
+	for _, p := range d.Panels {
+		if p.Type == "row" {
+			inRouteRow = p.Repeat == "route"
+			continue
+		}
+		for _, tg := range p.Targets {
+			for _, name := range []string{"health_agent_egress_requests_total", "health_agent_egress_rejected_total", "health_agent_egress_request_duration_seconds_bucket"} {
+				if strings.Contains(tg.Expr, name+"{") {
+					if !inRouteRow || !strings.Contains(tg.Expr, `route=~"$route"`) {
+						t.Errorf("panel %q: %s outside the row repeated per route, or not filtered by $route", p.Title, name)
+					}
+					routeFamilies[name] = true
+				}
+			}
+		}
+	}
+	if len(routeFamilies) != 3 {
+		t.Errorf("the per-route row uses %v, want requests, rejections and the duration histogram", routeFamilies)
+	}
+
 	// The dashboard shows every health_agent family.
 	for name := range fams {
 		if strings.HasPrefix(name, "health_agent_") && !used[name] && !used[name+"_bucket"] && !used[name+"_count"] {
