@@ -148,6 +148,9 @@ func (v *validation) policy(path string, p Policy, own func(keys ...string) bool
 	if local {
 		return
 	}
+	if own("maxRetryAfter") {
+		v.positive(at("maxRetryAfter"), p.MaxRetryAfter)
+	}
 
 	r := p.Retry
 	if own("retry.maxRetries") {

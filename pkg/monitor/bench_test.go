@@ -43,7 +43,7 @@ func benchMonitor(tb testing.TB, n int) *Monitor {
 				tb.Fatal(err)
 			}
 			res.Fields = map[string]any{"address": "127.0.0.1:5432"}
-			c.record(time.Now(), res, nil, 300*time.Microsecond)
+			c.record(time.Now(), res, nil, 300*time.Microsecond, nil)
 		}
 	}
 	return m
@@ -105,7 +105,7 @@ func BenchmarkPublishTick(b *testing.B) {
 					if err != nil {
 						b.Fatal(err)
 					}
-					c.record(time.Now(), res, nil, 300*time.Microsecond)
+					c.record(time.Now(), res, nil, 300*time.Microsecond, nil)
 				}
 				m.publishLocked(time.Now())
 				m.mu.Unlock()

@@ -40,11 +40,11 @@ func TestFlapsCountOutcomeChanges(t *testing.T) {
 				now = now.Add(time.Second)
 				switch o {
 				case ok:
-					c.record(now, probes.Result{Status: probes.Healthy}, nil, 0)
+					c.record(now, probes.Result{Status: probes.Healthy}, nil, 0, nil)
 				case fail:
-					c.record(now, probes.Result{Status: probes.Unhealthy}, errors.New("boom"), 0)
+					c.record(now, probes.Result{Status: probes.Unhealthy}, errors.New("boom"), 0, nil)
 				case unknown:
-					c.record(now, probes.Result{Status: probes.Unknown}, nil, 0)
+					c.record(now, probes.Result{Status: probes.Unknown}, nil, 0, nil)
 				}
 			}
 			if c.flaps != tt.wantFlaps || c.transitions != tt.wantTransitions {

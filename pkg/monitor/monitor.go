@@ -20,6 +20,7 @@ import (
 	"github.com/health-agent/health-agent/pkg/breakers"
 	"github.com/health-agent/health-agent/pkg/config"
 	"github.com/health-agent/health-agent/pkg/probes"
+	"github.com/health-agent/health-agent/pkg/redact"
 )
 
 // ErrNotRunning is returned by Reload when the monitor's Run loop is not running.
@@ -55,6 +56,9 @@ type Options struct {
 	OnExecution func(Execution)
 	// OnBreakerTransition is called on each breaker state change (for metrics). It must not block.
 	OnBreakerTransition func(breakers.Transition)
+	// Secrets is the agent's set of resolved secret values, hidden from every text kept from a
+	// dependency (default: a set of the monitor's own). Probes add to it as they resolve secrets.
+	Secrets *redact.Secrets
 	// OnBreakerCall is called for each call a breaker sees, with its outcome: breakers.OutcomeSuccess,
 	// OutcomeFailure or OutcomeRejected (for metrics). It must not block.
 	OnBreakerCall func(breaker, outcome string)
@@ -103,11 +107,13 @@ type Monitor struct {
 	legacyBody atomic.Pointer[json.RawMessage]
 
 	reloads chan reloadRequest
-	// closedMu guards closedBreakers: the breakers that closed since the last tick, whose probes that
-	// were refused during the trial the tick runs at once. A transition is reported from inside an
-	// execution, where m.mu may not be taken.
-	closedMu       sync.Mutex
+	// breakerMu guards closedBreakers and openedBreakers: the breakers that closed or opened since the
+	// last tick, whose probes the tick runs at once (see kickOnBreakersLocked). A transition is
+	// reported from inside an execution (a probe's, or the app's own call through the egress proxy),
+	// where m.mu may not be taken.
+	breakerMu      sync.Mutex
 	closedBreakers []string
+	openedBreakers []string
 	// firstRound is closed once every probe Run started with has finished its first execution (or
 	// was stopped before it); firstPending counts those still to finish.
 	firstRound   chan struct{}
@@ -136,6 +142,9 @@ func New(loaded *config.Loaded, opts Options) (*Monitor, error) {
 	}
 	if opts.Refresh <= 0 {
 		opts.Refresh = 5 * opts.Tick
+	}
+	if opts.Secrets == nil {
+		opts.Secrets = &redact.Secrets{}
 	}
 	m := &Monitor{
 		opts:       opts,
@@ -382,7 +391,7 @@ func (m *Monitor) runCheck(ctx context.Context, c *check) {
 				wait = d
 			case refused && c.breaker.IsClosed():
 				// Refused while another probe sharing the breaker ran the trial, which has closed it
-				// since. (Closing later is caught by kickRefusedLocked.)
+				// since. (Closing later is caught by kickOnBreakersLocked.)
 				wait = 0
 			}
 		}
@@ -476,8 +485,10 @@ func (m *Monitor) execute(ctx context.Context, c *check) {
 	m.mu.Unlock()
 
 	start := time.Now()
+	c.retries.Store(0)
 	res, err := c.guarded.Check(ctx)
 	dur := time.Since(start)
+	retries := int(c.retries.Load())
 	if ctx.Err() != nil {
 		return // stopping or replaced by a reload: this outcome says nothing about the dependency
 	}
@@ -488,18 +499,18 @@ func (m *Monitor) execute(ctx context.Context, c *check) {
 	now := time.Now()
 	m.mu.Lock()
 	prev := c.status
-	changed := c.record(now, res, err, dur)
+	o := c.record(now, res, err, dur, m.opts.Secrets)
 	if at, ok := c.staleAt(); ok && at.Before(m.nextStale) {
 		m.nextStale = at
 	}
-	if c.def.Legacy {
+	if c.def.Legacy && !o.limited {
 		// The latest execution's body, or none: a body from an earlier execution would pass a dead
 		// app off as alive.
 		body := res.Body
 		m.legacyBody.Store(&body)
 	}
 	status := c.status
-	if changed {
+	if changed := o.changed; changed {
 		m.logTransition(c, prev)
 		m.verdictChangedLocked(now)
 		m.kickDependentsLocked(c)
@@ -514,10 +525,11 @@ func (m *Monitor) execute(ctx context.Context, c *check) {
 			reason = err.Error()
 		}
 		m.log.Debug("probe executed", "probe", c.def.Name, "status", status, "failed", err != nil,
-			"duration", dur, "reason", reason)
+			"limited", o.limited, "duration", dur, "reason", redact.Shown(reason, m.opts.Secrets.List(), redact.MaxText))
 	}
-	if m.opts.OnExecution != nil {
-		m.opts.OnExecution(Execution{Probe: c.def.Name, Status: status, Failed: err != nil, Duration: dur})
+	if m.opts.OnExecution != nil && !o.limited {
+		m.opts.OnExecution(Execution{Probe: c.def.Name, Status: status, Failed: err != nil, Flapped: o.flapped,
+			Retries: retries, Duration: dur})
 	}
 }
 
@@ -552,25 +564,38 @@ func (m *Monitor) kickDependentsLocked(c *check) {
 	}
 }
 
-// kickRefusedLocked runs at once the probes whose last execution a breaker refused (open, or half-open
-// with its trial permits taken by other probes sharing it) when that breaker has closed since: without
-// it they would wait up to an interval to see the recovery another probe's trial proved.
-func (m *Monitor) kickRefusedLocked() {
-	m.closedMu.Lock()
-	closed := m.closedBreakers
-	m.closedBreakers = nil
-	m.closedMu.Unlock()
-	if len(closed) == 0 {
+// kickOnBreakersLocked runs at once, at the tick after a breaker changed:
+//   - when it closed, the probes whose last execution it refused (open, or half-open with its trial
+//     permits taken by other probes sharing it): without it they would wait up to an interval to see
+//     the recovery another probe's trial proved;
+//   - when the app's own calls through the egress proxy opened it, every probe it guards that has not
+//     been refused yet: their verdicts must follow within a second, not at their next interval.
+func (m *Monitor) kickOnBreakersLocked() {
+	m.breakerMu.Lock()
+	closed, opened := m.closedBreakers, m.openedBreakers
+	m.closedBreakers, m.openedBreakers = nil, nil
+	m.breakerMu.Unlock()
+	if len(closed) == 0 && len(opened) == 0 {
 		return
 	}
 	for _, c := range m.ordered {
-		if c.refused && c.breaker != nil && slices.Contains(closed, c.breaker.Name()) {
+		if c.breaker == nil {
+			continue
+		}
+		name := c.breaker.Name()
+		if c.refused && slices.Contains(closed, name) || !c.refused && slices.Contains(opened, name) && openedByTraffic(c.breaker) {
 			select {
 			case c.kick <- struct{}{}:
 			default:
 			}
 		}
 	}
+}
+
+// openedByTraffic reports whether b is open because of the app's own calls through the egress proxy.
+func openedByTraffic(b *breakers.Breaker) bool {
+	_, ok := b.Rejection().FromTraffic()
+	return ok
 }
 
 func (m *Monitor) kickKind(kind string) {
@@ -598,10 +623,15 @@ func (m *Monitor) logTransition(c *check, prev probes.Status) {
 func (m *Monitor) onBreakerTransition(t breakers.Transition) {
 	m.log.Info("breaker state changed", "breaker", t.Breaker, "from", t.From, "to", t.To)
 	m.dirty.Store(true)
-	if t.To == breakers.Closed {
-		m.closedMu.Lock()
+	switch t.To {
+	case breakers.Closed:
+		m.breakerMu.Lock()
 		m.closedBreakers = append(m.closedBreakers, t.Breaker)
-		m.closedMu.Unlock()
+		m.breakerMu.Unlock()
+	case breakers.Open:
+		m.breakerMu.Lock()
+		m.openedBreakers = append(m.openedBreakers, t.Breaker)
+		m.breakerMu.Unlock()
 	}
 	if m.opts.OnBreakerTransition != nil {
 		m.opts.OnBreakerTransition(t)
@@ -615,7 +645,7 @@ func (m *Monitor) onBreakerTransition(t breakers.Transition) {
 func (m *Monitor) housekeep(now time.Time) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.kickRefusedLocked()
+	m.kickOnBreakersLocked()
 	republish := m.dirty.Load() || (m.fresher.Load() && now.Sub(m.snap.Load().At)+m.opts.Tick/2 >= m.opts.Refresh)
 	if !republish && !now.Before(m.nextStale) {
 		for _, c := range m.ordered {
@@ -687,10 +717,16 @@ func (m *Monitor) publishLocked(now time.Time) {
 			LastChecked: c.lastChecked, LastSuccess: c.lastSuccess, LastTransition: c.lastTransition,
 			ConsecutiveFailures: c.consecutiveFailures, Transitions: c.transitions, Flaps: c.flaps,
 			EverHealthy: c.everHealthy, DependsOn: c.def.DependsOn, BlockedBy: c.blockedBy,
-			Fields: c.fields,
+			Fields: c.fields, LastAttempt: c.lastAttempt,
 		}
 		if !c.def.Local {
 			v.Breaker = c.def.Breaker()
+		}
+		if c.refused && c.status != probes.Blocked && c.breaker != nil {
+			// The breaker's countdown moves: say it as of this snapshot, never as of the refusal.
+			if rej := c.breaker.Rejection(); rej != nil {
+				v.Reason = redact.Shown(rej.Error(), m.opts.Secrets.List(), redact.MaxText)
+			}
 		}
 		if v.Status == probes.Unknown && c.status != probes.Unknown {
 			was := string(c.status)
@@ -740,6 +776,7 @@ func (m *Monitor) build(loaded *config.Loaded, old map[string]*check) (map[strin
 	m.breakers.Sync(cfg)
 	bh := m.currentBulkhead(cfg.Scheduler.MaxConcurrentProbes)
 	env := probes.Env{
+		Secrets:    m.opts.Secrets,
 		LookupEnv:  m.opts.LookupEnv,
 		Logger:     m.log,
 		ConfigInfo: m.ConfigInfo,
@@ -762,7 +799,9 @@ func (m *Monitor) build(loaded *config.Loaded, old map[string]*check) (map[strin
 		if !def.Local {
 			br = m.breakers.Get(def.Breaker())
 		}
-		c := newCheck(def, breakers.Guard(p, def.Policy, br, bh, breakers.GuardOptions{Source: def.Name}))
+		c := newCheck(def, nil)
+		c.guarded = breakers.Guard(p, def.Policy, br, bh, breakers.GuardOptions{Source: def.Name,
+			OnRetry: func() { c.retries.Add(1) }})
 		c.breaker = br
 		out[def.Name] = c
 	}

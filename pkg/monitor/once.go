@@ -7,6 +7,7 @@ import (
 
 	"github.com/health-agent/health-agent/pkg/config"
 	"github.com/health-agent/health-agent/pkg/probes"
+	"github.com/health-agent/health-agent/pkg/redact"
 )
 
 // Outcome is one execution of one probe through its policies (`agent probe NAME`).
@@ -44,6 +45,7 @@ func RunOnce(ctx context.Context, loaded *config.Loaded, name string, opts Optio
 	} else if out.Status == "" {
 		out.Status = probes.Healthy
 	}
+	out.Reason = redact.Shown(out.Reason, m.opts.Secrets.List(), redact.MaxText)
 	return out, nil
 }
 

@@ -246,6 +246,8 @@ func serviceJSON(v *CheckView, prev *renderedCheck) (renderedCheck, error) {
 	w.b = strconv.AppendUint(w.b, v.Flaps, 10)
 	w.key("kind")
 	w.b = appendString(w.b, v.Kind)
+	w.key("lastAttempt")
+	w.time(v.LastAttempt)
 	w.key("lastChecked")
 	w.time(v.LastChecked)
 	w.key("lastSuccess")

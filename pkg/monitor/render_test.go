@@ -100,6 +100,7 @@ func referenceRender(s *Snapshot, legacy json.RawMessage, legacyName string, hea
 		"circuitBreakers": bsum,
 		"config":          configJSON(s.Config),
 		"shuttingDown":    s.ShuttingDown,
+		"status":           legacyStatus(s),
 	}
 	if *detailedData, err = json.Marshal(detailed); err != nil {
 		return fmt.Errorf("render /api/health/detailed: %w", err)
@@ -127,6 +128,7 @@ func referenceServiceMap(c *CheckView) map[string]any {
 	m["kind"] = c.Kind
 	m["critical"] = c.Critical
 	m["duration"] = ms(c.Duration)
+	m["lastAttempt"] = timeOrNil(c.LastAttempt)
 	m["lastChecked"] = timeOrNil(c.LastChecked)
 	m["lastSuccess"] = timeOrNil(c.LastSuccess)
 	m["lastTransition"] = timeOrNil(c.LastTransition)
@@ -545,7 +547,7 @@ func TestRenderSequencesMatchReference(t *testing.T) {
 		now = now.Add(time.Duration(rng.IntN(20000)) * time.Millisecond)
 		switch rng.IntN(6) {
 		case 0:
-			c.record(now, probes.Result{}, errors.New("refused <&>"), time.Duration(rng.IntN(1e9)))
+			c.record(now, probes.Result{}, errors.New("refused <&>"), time.Duration(rng.IntN(1e9)), nil)
 		case 1:
 			c.block(now, "db", "blocked by db")
 		case 2: // a stale or otherwise re-shown verdict: same gen
@@ -554,7 +556,7 @@ func TestRenderSequencesMatchReference(t *testing.T) {
 			if rng.IntN(3) == 0 {
 				res.Status, res.Reason = probes.Degraded, "slow"
 			}
-			c.record(now, res, nil, time.Duration(rng.IntN(1e9)))
+			c.record(now, res, nil, time.Duration(rng.IntN(1e9)), nil)
 		}
 		v := CheckView{
 			Name: c.def.Name, Kind: c.def.Kind, Status: c.status, Reason: c.reason, Duration: c.duration,

@@ -86,6 +86,7 @@ type CheckView struct {
 	Status              probes.Status // after staleness: Unknown when the last verdict is too old
 	Reason              string
 	Duration            time.Duration
+	LastAttempt         time.Time // the last execution that reached the dependency (Fields are its)
 	LastChecked         time.Time
 	LastSuccess         time.Time
 	LastTransition      time.Time
@@ -151,6 +152,8 @@ func overall(checks []CheckView) probes.Status {
 // legacyStatus maps the overall status to /api/health's data.status.
 func legacyStatus(s *Snapshot) string {
 	switch {
+	case s.ShuttingDown:
+		return "stopping" // a load balancer's `curl -f /api/health` must see the pod leave
 	case s.Starting && s.Overall == probes.Unhealthy:
 		return "starting"
 	case s.Overall == probes.Healthy:
@@ -226,11 +229,11 @@ func (s *Snapshot) prepare(legacy json.RawMessage, legacyName string, r *renderC
 		return fmt.Errorf("render /api/health: %w", err)
 	}
 	s.HealthCode = http.StatusOK
-	if status == "error" || status == "starting" {
+	if status == "error" || status == "starting" || status == "stopping" {
 		s.HealthCode = http.StatusServiceUnavailable
 	}
 
-	// {"circuitBreakers":…,"config":…,"container":…,"health":{"overall":…,"services":{…}},"shuttingDown":…}
+	// {"circuitBreakers":…,"config":…,"container":…,"health":{"overall":…,"services":{…}},"shuttingDown":…,"status":…}
 	bsumJSON, err := json.Marshal(bsum)
 	if err != nil {
 		return fmt.Errorf("render /api/health/detailed: %w", err)
@@ -261,10 +264,11 @@ func (s *Snapshot) prepare(legacy json.RawMessage, legacyName string, r *renderC
 		d.add(s.Checks[i].detail)
 	}
 	d.add(strconv.AppendBool([]byte(`}},"shuttingDown":`), s.ShuttingDown))
+	d.add(strconv.AppendQuote([]byte(`,"status":`), status))
 	d.add(closeBrace)
 	s.detailed = d
 	s.DetailedCode = http.StatusOK
-	if s.Overall == probes.Unhealthy {
+	if s.Overall == probes.Unhealthy || s.ShuttingDown {
 		s.DetailedCode = http.StatusServiceUnavailable
 	}
 
@@ -308,10 +312,17 @@ func legacyError(s *Snapshot, name string) string {
 		return "legacy probe missing"
 	case c.Status == probes.Blocked:
 		return "blocked by " + c.BlockedBy
+	}
+	if why, ok := c.Fields["legacyError"].(string); ok && why != "" {
+		return why // the probe's own word on the body: not JSON, withheld, from another host
+	}
+	switch {
 	case c.Reason != "":
 		return c.Reason
+	case c.LastChecked.IsZero():
+		return "no result yet"
 	default:
-		return "no legacy JSON body received yet"
+		return "the legacy probe received no JSON body"
 	}
 }
 
