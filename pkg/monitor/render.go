@@ -152,6 +152,10 @@ func appendExecution(dst []byte, h *breakers.Execution) ([]byte, error) {
 		dst = append(dst, `,"error":`...)
 		dst = appendString(dst, h.Error)
 	}
+	if h.Source != "" {
+		dst = append(dst, `,"source":`...)
+		dst = appendString(dst, h.Source)
+	}
 	return append(dst, '}'), nil
 }
 

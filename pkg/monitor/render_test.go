@@ -464,7 +464,7 @@ func TestBreakerMemberMatchesReference(t *testing.T) {
 	history := func(n int) []breakers.Execution {
 		h := make([]breakers.Execution, n)
 		for i := range h {
-			h[i] = breakers.Execution{At: at.Add(time.Duration(i) * time.Second), Outcome: "success", Duration: time.Duration(i) * 333 * time.Microsecond}
+			h[i] = breakers.Execution{At: at.Add(time.Duration(i) * time.Second), Outcome: "success", Duration: time.Duration(i) * 333 * time.Microsecond, Source: "probe-<&>"}
 			if i%3 == 1 {
 				h[i].Outcome, h[i].Error = "failure", `dial tcp 127.0.0.1:1: connect: "refused" <&>`
 			}
@@ -730,6 +730,7 @@ type historyEntries struct {
 	Outcome    string    `json:"outcome"`
 	DurationMs float64   `json:"durationMs"`
 	Error      string    `json:"error,omitempty"`
+	Source     string    `json:"source,omitempty"`
 }
 
 func toBreakerJSON(b breakers.Stats) breakerJSON {
@@ -744,7 +745,7 @@ func toBreakerJSON(b breakers.Stats) breakerJSON {
 		out.LastStateChange = &t
 	}
 	for _, h := range b.History {
-		out.History = append(out.History, historyEntries{At: h.At, Outcome: h.Outcome, DurationMs: ms(h.Duration), Error: h.Error})
+		out.History = append(out.History, historyEntries{At: h.At, Outcome: h.Outcome, DurationMs: ms(h.Duration), Error: h.Error, Source: h.Source})
 	}
 	return out
 }
