@@ -48,9 +48,9 @@ type check struct {
 	lastFailed bool   // the previous such execution failed
 	timeline   [timelineLen]Point
 	timelineN  int
-	shown      probes.Status // the status the last snapshot showed (see Monitor.housekeep)
-	gen        uint64        // bumped by every execution or block: the state above changed
-	rendered   renderedCheck // the view last rendered from that state
+	revision   uint64  // bumped by every execution or block: the state above changed
+	recentView []Point // recent() as of recentRev, shared by the snapshots that show it
+	recentRev  uint64
 
 	kick      chan struct{} // a dependency changed: run now (capacity 1)
 	refused   bool          // the last execution was refused by the breaker without touching the dependency
@@ -108,12 +108,12 @@ type outcome struct {
 // own limits turned away keeps the verdict and counts nothing; a refusal by a breaker that the app's
 // own traffic opened (the breaker's threshold already judged) turns the probe unhealthy at once.
 func (c *check) record(now time.Time, res probes.Result, err error, dur time.Duration, secrets *redact.Secrets) (o outcome) {
-	c.gen++
-	shown := func(s string) string { return redact.Shown(s, secrets.List(), redact.MaxText) }
+	c.revision++
+	clean := func(s string) string { return redact.Shown(s, secrets.List(), redact.MaxText) }
 	if err != nil && breakers.Limited(err) {
 		o.limited = true
 		if c.lastChecked.IsZero() {
-			c.reason = shown(err.Error()) // no verdict to keep: say why there is none yet
+			c.reason = clean(err.Error()) // no verdict to keep: say why there is none yet
 		}
 		return o
 	}
@@ -155,13 +155,13 @@ func (c *check) record(now time.Time, res probes.Result, err error, dur time.Dur
 	case err != nil:
 		c.consecutiveFailures++
 		c.consecutiveSuccesses = 0
-		c.reason = shown(err.Error())
+		c.reason = clean(err.Error())
 		_, byTraffic := rej.FromTraffic()
 		if noVerdict || c.consecutiveFailures >= c.def.FailuresBeforeUnhealthy || c.refused && byTraffic {
 			next = probes.Unhealthy
 		}
 	case res.Status == probes.Unknown:
-		c.reason = shown(res.Reason)
+		c.reason = clean(res.Reason)
 		next = probes.Unknown
 	default:
 		c.consecutiveSuccesses++
@@ -173,7 +173,7 @@ func (c *check) record(now time.Time, res probes.Result, err error, dur time.Dur
 		}
 		if prev != probes.Unhealthy || c.consecutiveSuccesses >= c.def.SuccessesBeforeHealthy {
 			next = status
-			c.reason = shown(res.Reason)
+			c.reason = clean(res.Reason)
 		}
 	}
 	c.setStatus(now, next)
@@ -183,7 +183,7 @@ func (c *check) record(now time.Time, res probes.Result, err error, dur time.Dur
 
 // block marks the check blocked by root, without executing it.
 func (c *check) block(now time.Time, root, why string) (changed bool) {
-	c.gen++
+	c.revision++
 	prev := c.status
 	c.blockedBy = root
 	c.reason = why
@@ -204,14 +204,19 @@ func (c *check) setStatus(now time.Time, s probes.Status) {
 	c.timelineN++
 }
 
-// recent returns the timeline, oldest first.
+// recent returns the timeline, oldest first. The slice is shared by every snapshot until the check
+// changes: callers must not modify it.
 func (c *check) recent() []Point {
+	if c.recentView != nil && c.recentRev == c.revision {
+		return c.recentView
+	}
 	n := min(c.timelineN, timelineLen)
 	out := make([]Point, 0, n)
 	for i := c.timelineN - n; i < c.timelineN; i++ {
 		out = append(out, c.timeline[i%timelineLen])
 	}
-	return out
+	c.recentView, c.recentRev = out[:n:n], c.revision
+	return c.recentView
 }
 
 // staleAt is when c's verdict goes stale, if it can: a check never executed or blocked cannot.

@@ -39,7 +39,7 @@ func RunOnce(ctx context.Context, loaded *config.Loaded, name string, opts Optio
 	start := time.Now()
 	res, err := c.guarded.Check(ctx)
 	out := Outcome{Name: name, Kind: c.def.Kind, Status: res.Status, Reason: res.Reason,
-		DurationMs: ms(time.Since(start)), Fields: res.Fields}
+		DurationMs: float64(time.Since(start).Microseconds()) / 1000, Fields: res.Fields}
 	if err != nil {
 		out.Status, out.Reason = probes.Unhealthy, err.Error()
 	} else if out.Status == "" {

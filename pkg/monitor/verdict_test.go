@@ -1,13 +1,10 @@
 package monitor
 
 import (
-	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -87,17 +84,6 @@ func TestOpenBreakerReasonKeepsTheCause(t *testing.T) {
 		t.Errorf("fields %v, lastAttempt %s, lastChecked %s: want the failed execution's fields and time kept",
 			v.Fields, v.LastAttempt, v.LastChecked)
 	}
-	var detail struct {
-		Health struct {
-			Services map[string]map[string]any `json:"services"`
-		} `json:"health"`
-	}
-	if err := json.Unmarshal(first.DetailedData(), &detail); err != nil {
-		t.Fatal(err)
-	}
-	if got := detail.Health.Services["a"]["lastAttempt"]; got == nil {
-		t.Error("services.a.lastAttempt is null")
-	}
 	firstIn := want.FindStringSubmatch(v.Reason)[1]
 	waitFor(t, m, "the countdown to move", func(s *Snapshot) bool {
 		m := want.FindStringSubmatch(s.Check("a").Reason)
@@ -135,60 +121,15 @@ func TestBreakerOpenedByTrafficTurnsTheProbeAtOnce(t *testing.T) {
 	}
 }
 
-// From SetDraining on, /api/health says "stopping" with 503, and so does /api/health/detailed.
-func TestDrainingShowsOnTheHealthDocuments(t *testing.T) {
+// From SetDraining on, the snapshot says the agent is shutting down and readiness fails.
+func TestDrainingShowsInTheSnapshot(t *testing.T) {
 	w := newWorld("a")
 	m := start(t, w, loaded(fake("a", true)))
 	waitFor(t, m, "healthy", func(s *Snapshot) bool { return status(s, "a") == probes.Healthy })
 	m.SetDraining()
-	s := m.Snapshot()
-	var health struct {
-		Status string `json:"status"`
-	}
-	var detailed struct {
-		Status       string `json:"status"`
-		ShuttingDown bool   `json:"shuttingDown"`
-	}
-	if err := json.Unmarshal(s.HealthData, &health); err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(s.DetailedData(), &detailed); err != nil {
-		t.Fatal(err)
-	}
-	if health.Status != "stopping" || s.HealthCode != 503 || detailed.Status != "stopping" || !detailed.ShuttingDown || s.DetailedCode != 503 {
-		t.Fatalf("draining: /api/health %q (%d), detailed %q shuttingDown=%v (%d); want stopping and 503 on both",
-			health.Status, s.HealthCode, detailed.Status, detailed.ShuttingDown, s.DetailedCode)
-	}
-}
-
-// legacyKind answers like an app whose health endpoint returns something that is not JSON.
-func legacyKind(calls *atomic.Int64) probes.Registry {
-	return probes.Registry{"legacy": {New: func(probes.Spec) (probes.Probe, error) {
-		return probes.ProbeFunc(func(context.Context) (probes.Result, error) {
-			calls.Add(1)
-			return probes.Result{Status: probes.Healthy, Fields: map[string]any{"legacyError": "body is not JSON"}}, nil
-		}), nil
-	}}}
-}
-
-// data.legacyError carries the legacy probe's own word, never a placeholder, once it has run.
-func TestLegacyErrorIsTheProbesOwn(t *testing.T) {
-	var calls atomic.Int64
-	p := config.Probe{Name: "app", Kind: "legacy", Critical: true, Legacy: true, Policy: fastPolicy()}
-	m, err := New(loaded(p), Options{Kinds: legacyKind(&calls), Tick: 10 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	runMonitor(t, m)
-	waitFor(t, m, "app executed", func(s *Snapshot) bool { return status(s, "app") == probes.Healthy })
-	var health struct {
-		LegacyError string `json:"legacyError"`
-	}
-	if err := json.Unmarshal(m.Snapshot().HealthData, &health); err != nil {
-		t.Fatal(err)
-	}
-	if health.LegacyError != "body is not JSON" {
-		t.Fatalf("legacyError = %q, want the probe's reason", health.LegacyError)
+	if s := m.Snapshot(); !s.ShuttingDown || s.Ready() || s.Overall != probes.Healthy {
+		t.Fatalf("draining: shuttingDown %v ready %v overall %s; want shutting down, not ready, verdict kept",
+			s.ShuttingDown, s.Ready(), s.Overall)
 	}
 }
 
