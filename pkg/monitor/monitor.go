@@ -55,16 +55,30 @@ type Options struct {
 	OnBreakerCall func(breaker, outcome string)
 }
 
-// Execution is one probe execution, as reported to Options.OnExecution.
+// Execution is one execution of a probe through its policies: what Options.OnExecution reports, and
+// what RunOnce (`agent probe NAME`) returns.
 type Execution struct {
-	Probe  string
-	Status probes.Status // the verdict after hysteresis
-	Failed bool          // the execution itself failed (before hysteresis)
+	Probe string `json:"name"`
+	Kind  string `json:"kind"`
+	// Status is the verdict after hysteresis (RunOnce: the execution's own, without hysteresis).
+	Status probes.Status `json:"status"`
+	Reason string        `json:"reason,omitempty"`
+	Failed bool          `json:"failed"` // the execution itself failed (before hysteresis)
 	// Flapped: the execution's raw outcome (failed or not) differs from the previous execution's,
 	// before hysteresis, which hides flaps from the verdict.
-	Flapped  bool
-	Retries  int // attempts made after the first, within this execution
-	Duration time.Duration
+	Flapped  bool           `json:"-"`
+	Retries  int            `json:"retries"` // attempts made after the first, within this execution
+	Duration time.Duration  `json:"-"`
+	Fields   map[string]any `json:"fields,omitempty"`
+}
+
+// MarshalJSON writes the duration as durationMs, in milliseconds.
+func (e Execution) MarshalJSON() ([]byte, error) {
+	type plain Execution
+	return json.Marshal(struct {
+		plain
+		DurationMs float64 `json:"durationMs"`
+	}{plain(e), float64(e.Duration.Microseconds()) / 1000})
 }
 
 // Monitor runs the probes of a config and keeps the latest Snapshot.
@@ -478,8 +492,8 @@ func (m *Monitor) execute(ctx context.Context, c *check) {
 			"limited", o.limited, "duration", dur, "reason", redact.Shown(reason, m.opts.Secrets.List(), redact.MaxText))
 	}
 	if m.opts.OnExecution != nil && !o.limited {
-		m.opts.OnExecution(Execution{Probe: c.def.Name, Status: status, Failed: err != nil, Flapped: o.flapped,
-			Retries: retries, Duration: dur})
+		m.opts.OnExecution(Execution{Probe: c.def.Name, Kind: c.def.Kind, Status: status, Failed: err != nil,
+			Flapped: o.flapped, Retries: retries, Duration: dur})
 	}
 }
 
