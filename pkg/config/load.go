@@ -85,9 +85,9 @@ func Load(name string, data []byte, kinds Checker, lookupEnv func(string) (strin
 	return &Loaded{Config: cfg, Source: name, SHA256: hex.EncodeToString(sum[:]), LoadedAt: loadedAt, Warnings: warnings}, nil
 }
 
-// LoadFile reads path and calls Load.
+// LoadFile reads path (a regular file of at most MaxConfigBytes) and calls Load.
 func LoadFile(path string, kinds Checker, lookupEnv func(string) (string, bool)) (*Loaded, error) {
-	data, err := os.ReadFile(path)
+	data, err := ReadFile(path, MaxConfigBytes)
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
 	}

@@ -174,10 +174,10 @@ func TestLoadDefaultConfig(t *testing.T) {
 	if cfg.Probes[0].Interval != 5*time.Second || cfg.Probes[1].Interval != 10*time.Second {
 		t.Errorf("intervals: app %v, browserPool %v", cfg.Probes[0].Interval, cfg.Probes[1].Interval)
 	}
-	if f := cfg.Probes[3]; f.Interval != 5*time.Minute || f.Timeout != 5*time.Second || f.Options["tokenEnv"] != "FIGMA_TOKEN" {
+	if f := cfg.Probes[3]; f.Interval != 5*time.Minute || f.Timeout != 5*time.Second || !reflect.DeepEqual(f.Options["token"], map[string]any{"env": "FIGMA_TOKEN", "file": ""}) {
 		t.Errorf("figmaApi = %+v", f)
 	}
-	if !containsLine(l.Warnings, "probes[3].tokenEnv: FIGMA_TOKEN is not set") {
+	if !containsLine(l.Warnings, "probes[3].token: FIGMA_TOKEN is not set") {
 		t.Errorf("warnings = %q, want the figma token warning", l.Warnings)
 	}
 
