@@ -3,6 +3,8 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net"
+	"net/url"
 	"strings"
 	"testing"
 )
@@ -85,4 +87,17 @@ func containsLine(lines []string, want string) bool {
 		}
 	}
 	return false
+}
+
+// ProbeTargets implements TargetLister as probes.Kinds does, for the url and address options.
+func (k fakeKinds) ProbeTargets(p *Probe) []Target {
+	if a, ok := p.Options["address"].(string); ok && p.Kind == "tcp" {
+		return []Target{{Option: "address", Address: a}}
+	}
+	raw, _ := p.Options["url"].(string)
+	u, err := url.Parse(raw)
+	if err != nil || u.Port() == "" {
+		return nil
+	}
+	return []Target{{Option: "url", Address: net.JoinHostPort(u.Hostname(), u.Port())}}
 }

@@ -22,6 +22,20 @@ type Checker interface {
 	CheckProbe(p *Probe) (local bool, warnings []string, err error)
 }
 
+// TargetLister is optionally implemented by a Checker (probes.Kinds does): where a probe connects.
+// Validation uses it to refuse a critical probe aimed at the agent's own health endpoints.
+type TargetLister interface {
+	// ProbeTargets lists the addresses p's probe connects to; nothing for a kind that connects
+	// nowhere or options that do not validate.
+	ProbeTargets(p *Probe) []Target
+}
+
+// Target is one network address a probe connects to.
+type Target struct {
+	Option  string // the option that names it, relative to the probe ("url", "urls[1]", "address")
+	Address string // host:port
+}
+
 // Loaded is a validated config and where it came from.
 type Loaded struct {
 	Config   *Config

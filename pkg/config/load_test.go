@@ -284,7 +284,7 @@ probes:
     failuresBeforeUnhealthy: 5
     retry: {maxRetries: 0}
     breaker: {window: 12, delay: 1m}
-    rateLimit: {max: 2}
+    rateLimit: {max: 12}
   - name: named
     kind: tcp
     breaker: shared
@@ -316,7 +316,7 @@ probes:
 			Interval: 5 * time.Second, Timeout: time.Second, FailuresBeforeUnhealthy: 5, SuccessesBeforeHealthy: 1,
 			Retry:     Retry{MaxRetries: 0, Backoff: time.Second, MaxBackoff: 2 * time.Second, Jitter: 0.2},
 			Breaker:   BreakerPolicy{FailureThreshold: 4, Window: 12, Delay: time.Minute, SuccessThreshold: 2},
-			RateLimit: &RateLimit{Max: 2, Per: time.Minute},
+			RateLimit: &RateLimit{Max: 12, Per: time.Minute},
 		}, ""},
 		{2, wantDefaults, "shared"},
 		{3, wantDefaults, "shared"},
