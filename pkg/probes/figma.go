@@ -86,7 +86,7 @@ func newFigma(spec Spec) (Probe, error) {
 	default:
 		errs = append(errs, config.Errorf("auth", "must be personal (X-Figma-Token) or oauth (Authorization: Bearer), got %q", o.Auth))
 	}
-	token, deprecated, err := figmaTokenOption(o)
+	token, deprecated, err := figmaTokenOption(o, hasOption(spec.Options, "token"))
 	if err != nil {
 		errs = append(errs, err)
 	}
@@ -120,14 +120,15 @@ func newFigma(spec Spec) (Probe, error) {
 	}, nil
 }
 
-// figmaTokenOption returns where the token comes from: `token`, the deprecated tokenEnv/tokenFile (with
-// the warning that names the form replacing them), or FIGMA_TOKEN when neither is written.
-func figmaTokenOption(o figmaOptions) (token config.Value, deprecated string, err error) {
+// figmaTokenOption returns where the token comes from: `token` (written says the key is there, even
+// as `token: {}`), the deprecated tokenEnv/tokenFile (with the warning that names the form replacing
+// them), or FIGMA_TOKEN when neither is written.
+func figmaTokenOption(o figmaOptions, written bool) (token config.Value, deprecated string, err error) {
 	legacy := o.TokenEnv != nil || o.TokenFile != nil
 	switch {
-	case o.Token != (config.Value{}) && legacy:
+	case written && legacy:
 		return token, "", config.Errorf("token", "set token or the deprecated tokenEnv/tokenFile, not both")
-	case o.Token != (config.Value{}):
+	case written:
 		if err := o.Token.ValidateSecret(); err != nil {
 			return token, "", config.Errorf("token", "%v", err)
 		}
@@ -158,6 +159,17 @@ func figmaTokenOption(o figmaOptions) (token config.Value, deprecated string, er
 		form = append(form, "file: "+token.File)
 	}
 	return token, fmt.Sprintf("%s: tokenEnv and tokenFile are deprecated; write token: {%s} instead", key, strings.Join(form, ", ")), nil
+}
+
+// hasOption reports whether options hold key with a value (option keys match case-insensitively; null
+// means not set).
+func hasOption(options map[string]any, key string) bool {
+	for k, v := range options {
+		if strings.EqualFold(k, key) && v != nil {
+			return true
+		}
+	}
+	return false
 }
 
 func figmaIsLoopback(host string) bool {

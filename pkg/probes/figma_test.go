@@ -503,6 +503,12 @@ func TestFigmaConfig(t *testing.T) {
 			t.Errorf("endpoint = %q, token %+v, deprecated %q", p.endpoint, p.tokenRef, p.deprecated)
 		}
 	})
+	t.Run("a null token means not set", func(t *testing.T) {
+		p := figmaNewProbe(t, map[string]any{"token": nil}, nil)
+		if p.tokenRef != (config.Value{Env: "FIGMA_TOKEN"}) {
+			t.Errorf("token %+v, want the default", p.tokenRef)
+		}
+	})
 	t.Run("plain http to a remote host warns", func(t *testing.T) {
 		p := figmaNewProbe(t, map[string]any{"url": "http://figma-proxy.internal"}, map[string]string{"FIGMA_TOKEN": "x"})
 		if w := p.Warnings(); len(w) != 1 || !strings.Contains(w[0], "unencrypted") {
@@ -522,6 +528,7 @@ func TestFigmaConfig(t *testing.T) {
 		{"no token source", map[string]any{"tokenEnv": "", "tokenFile": ""}, []string{"tokenEnv: set tokenEnv or tokenFile"}},
 		{"the token itself", map[string]any{"token": "figd_x"}, []string{"token: must come from env or file, never written in the config"}},
 		{"a token with no source", map[string]any{"token": map[string]any{"prefix": "x"}}, []string{"token: set env"}},
+		{"an empty token", map[string]any{"token": map[string]any{}}, []string{"token: set env"}},
 		{"a token prefix", map[string]any{"token": map[string]any{"env": "T", "prefix": "Bearer "}}, []string{"token.prefix: not used by the figma kind"}},
 		{"token and tokenEnv", map[string]any{"token": map[string]any{"env": "T"}, "tokenEnv": "T"}, []string{"token: set token or the deprecated tokenEnv/tokenFile, not both"}},
 		{"every problem at once", map[string]any{"url": "ftp://x", "auth": "x", "tokenEnv": ""}, []string{"url:", "auth:", "tokenEnv:"}},

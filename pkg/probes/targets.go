@@ -8,6 +8,9 @@ import (
 	"github.com/health-agent/health-agent/pkg/config"
 )
 
+// The Targeter methods of the kinds that connect somewhere: each reports the address its probe dials
+// and the option that names it.
+
 func (p *httpProbe) Targets() []config.Target { return urlTarget("url", p.url) }
 
 func (p *mcpProbe) Targets() []config.Target { return urlTarget("url", p.endpoint) }
