@@ -1,7 +1,6 @@
 package config
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -14,7 +13,8 @@ import (
 // loopback address (127.0.0.0/8, ::1), localhost, an unspecified address (0.0.0.0, ::, an empty
 // host) or listen's own host. Such a probe makes the agent's readiness depend on itself. Validate
 // calls it with server.listen; a caller that overrides the listen address (--listen) calls it again
-// with the override. kinds that do not implement TargetLister, and a listen port of 0, check nothing.
+// with the override. The error wraps ErrInvalid and joins one FieldError per target. kinds that do not
+// implement TargetLister, and a listen port of 0, check nothing.
 func (c *Config) CheckSelfTargets(kinds Checker, listen string) error {
 	tl, ok := kinds.(TargetLister)
 	if !ok {
@@ -45,7 +45,10 @@ func (c *Config) CheckSelfTargets(kinds Checker, listen string) error {
 				t.Address, listen))
 		}
 	}
-	return errors.Join(errs...)
+	if len(errs) == 0 {
+		return nil
+	}
+	return newInvalid(errs)
 }
 
 // localHost reports whether host reaches this machine: loopback, localhost or unspecified.

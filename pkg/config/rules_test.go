@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"strings"
 	"testing"
 )
@@ -67,7 +68,7 @@ probes:
 `, nil).Config
 	t.Run("the --listen override is checked as given", func(t *testing.T) {
 		err := c.CheckSelfTargets(fakeKinds{}, "127.0.0.1:9999")
-		if err == nil || !strings.Contains(err.Error(), `probes[0].url: a critical probe of 127.0.0.1:9999 targets the agent's own port (server.listen "127.0.0.1:9999")`) {
+		if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), `probes[0].url: a critical probe of 127.0.0.1:9999 targets the agent's own port (server.listen "127.0.0.1:9999")`) {
 			t.Errorf("CheckSelfTargets = %v, want the self-target error", err)
 		}
 	})
