@@ -174,10 +174,10 @@ func TestLoadDefaultConfig(t *testing.T) {
 	if cfg.Probes[0].Interval != 5*time.Second || cfg.Probes[1].Interval != 10*time.Second {
 		t.Errorf("intervals: app %v, browserPool %v", cfg.Probes[0].Interval, cfg.Probes[1].Interval)
 	}
-	if f := cfg.Probes[3]; f.Interval != 5*time.Minute || f.Timeout != 5*time.Second || f.Options["tokenEnv"] != "FIGMA_TOKEN" {
+	if f := cfg.Probes[3]; f.Interval != 5*time.Minute || f.Timeout != 5*time.Second || !reflect.DeepEqual(f.Options["token"], map[string]any{"env": "FIGMA_TOKEN", "file": ""}) {
 		t.Errorf("figmaApi = %+v", f)
 	}
-	if !containsLine(l.Warnings, "probes[3].tokenEnv: FIGMA_TOKEN is not set") {
+	if !containsLine(l.Warnings, "probes[3].token: FIGMA_TOKEN is not set") {
 		t.Errorf("warnings = %q, want the figma token warning", l.Warnings)
 	}
 
@@ -285,7 +285,7 @@ probes:
     failuresBeforeUnhealthy: 5
     retry: {maxRetries: 0}
     breaker: {window: 12, delay: 1m}
-    rateLimit: {max: 2}
+    rateLimit: {max: 12}
   - name: named
     kind: tcp
     breaker: shared
@@ -318,7 +318,7 @@ probes:
 			Interval: 5 * time.Second, Timeout: time.Second, FailuresBeforeUnhealthy: 5, SuccessesBeforeHealthy: 1,
 			Retry:         Retry{MaxRetries: 0, Backoff: time.Second, MaxBackoff: 2 * time.Second, Jitter: 0.2},
 			Breaker:       BreakerPolicy{FailureThreshold: 4, Window: 12, Delay: time.Minute, SuccessThreshold: 2},
-			RateLimit:     &RateLimit{Max: 2, Per: time.Minute},
+			RateLimit:     &RateLimit{Max: 12, Per: time.Minute},
 			MaxRetryAfter: time.Hour,
 		}, ""},
 		{2, wantDefaults, "shared"},
