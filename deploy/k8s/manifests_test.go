@@ -529,20 +529,30 @@ func checkPod(t *testing.T, r *rendered) []byte {
 			t.Fatal(err)
 		}
 		mem := probeNamed(t, cfg, "memory")
+		env := map[string]string{}
+		for _, e := range agent.Env {
+			if e.ValueFrom == nil {
+				env[e.Name] = e.Value
+			}
+		}
 		// Reading the app's cgroup limit through /proc/<pid>/root needs the app's UID; the agent runs as
 		// 65532, and the app as its image's user. So byte thresholds, against the app's limit.
 		if sc := app.SecurityContext; sc == nil || sc.RunAsUser == nil || *sc.RunAsUser != agentUID {
-			warn, werr := iecBytes(mem["warnBytes"])
-			crit, cerr := iecBytes(mem["critBytes"])
+			bytesOf := func(key string) (int64, error) {
+				v := mem[key]
+				if s, ok := v.(string); ok {
+					v = expand(s, env)
+				}
+				return iecBytes(v)
+			}
+			warn, werr := bytesOf("warnBytes")
+			crit, cerr := bytesOf("critBytes")
 			if werr != nil || cerr != nil {
-				t.Fatalf("the agent cannot read the app's cgroup limit, so the memory probe needs warnBytes and critBytes: %v, %v", werr, cerr)
+				t.Fatalf("the agent cannot read the app's cgroup limit, so the memory probe needs warnBytes and critBytes (MEMORY_WARN_BYTES, MEMORY_CRIT_BYTES): %v, %v", werr, cerr)
 			}
 			limit := app.Resources.Limits[corev1.ResourceMemory]
 			if !(warn < crit && float64(crit) <= 0.9*float64(limit.Value())) {
 				t.Errorf("memory warnBytes %d, critBytes %d: want warn < crit <= 90%% of the app's limit %s", warn, crit, limit.String())
-			}
-			if mem["warnPercent"] != nil || mem["critPercent"] != nil {
-				t.Error("memory probe sets percent thresholds, which the agent cannot apply without the app's limit")
 			}
 		}
 	})
@@ -609,19 +619,20 @@ func testBase(t *testing.T, dir string) {
 	r := render(t, dir)
 	data := checkPod(t, r)
 
-	t.Run("ConfigMap is configs/agent.yaml with byte memory thresholds", func(t *testing.T) {
+	t.Run("ConfigMap is configs/agent.yaml", func(t *testing.T) {
+		want, err := os.ReadFile(filepath.Join("..", "..", "configs", "agent.yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
 		copied, err := os.ReadFile(filepath.Join("base", "agent.yaml"))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !bytes.Equal(data, copied) {
-			t.Error("the rendered ConfigMap's agent.yaml differs from base/agent.yaml")
+		if !bytes.Equal(copied, want) {
+			t.Error("deploy/k8s/base/agent.yaml differs from configs/agent.yaml: cp configs/agent.yaml deploy/k8s/base/")
 		}
-		want := defaultConfig(t)
-		got := parseConfig(t, data)
-		withBaseMemory(t, want, got)
-		if !reflect.DeepEqual(got, want) {
-			t.Errorf("base/agent.yaml differs from configs/agent.yaml in more than the memory probe's thresholds:\n got %v\nwant %v", got, want)
+		if !bytes.Equal(data, want) {
+			t.Error("the rendered ConfigMap's agent.yaml differs from configs/agent.yaml")
 		}
 	})
 
@@ -704,7 +715,6 @@ func TestBrowserlessOverlay(t *testing.T) {
 
 	t.Run("config differs from the base only in the browser pool", func(t *testing.T) {
 		want, got := defaultConfig(t), parseConfig(t, data)
-		withBaseMemory(t, want, got)
 		pool := probeNamed(t, want, "browserPool")
 		pool["mode"] = "browserless"
 		pool["urls"] = "${BROWSER_CDP_URLS:-http://browserless:3000}"
@@ -958,15 +968,18 @@ func defaultConfig(t *testing.T) map[string]any {
 	return parseConfig(t, b)
 }
 
-// withBaseMemory makes want's memory probe what the manifests' configs use: got's byte thresholds
-// (checked against the app's limit by checkPod) instead of the default's percent thresholds.
-func withBaseMemory(t *testing.T, want, got map[string]any) {
-	t.Helper()
-	w, g := probeNamed(t, want, "memory"), probeNamed(t, got, "memory")
-	delete(w, "warnPercent")
-	delete(w, "critPercent")
-	w["warnBytes"], w["critBytes"] = g["warnBytes"], g["critBytes"]
+// expand replaces ${VAR} and ${VAR:-default} in s as the agent does before parsing, from env.
+func expand(s string, env map[string]string) string {
+	return envRef.ReplaceAllStringFunc(s, func(ref string) string {
+		m := envRef.FindStringSubmatch(ref)
+		if v := env[m[1]]; v != "" {
+			return v
+		}
+		return m[3] // the default, or "" for ${VAR}
+	})
 }
+
+var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}`)
 
 func probeNamed(t *testing.T, cfg map[string]any, name string) map[string]any {
 	t.Helper()
@@ -1076,15 +1089,11 @@ func TestEgressOverlay(t *testing.T) {
 	agent := container(t, pod.InitContainers, agentContainer)
 	app := container(t, pod.Containers, appContainer)
 
-	t.Run("config is the base's plus an egress section", func(t *testing.T) {
-		base, err := os.ReadFile(filepath.Join("base", "agent.yaml"))
-		if err != nil {
-			t.Fatal(err)
-		}
+	t.Run("config is configs/agent.yaml plus an egress section", func(t *testing.T) {
 		got := parseConfig(t, data)
 		delete(got, "egress")
-		if want := parseConfig(t, base); !reflect.DeepEqual(got, want) {
-			t.Errorf("components/egress/agent.yaml differs from base/agent.yaml outside egress:\n got %v\nwant %v", got, want)
+		if want := defaultConfig(t); !reflect.DeepEqual(got, want) {
+			t.Errorf("components/egress/agent.yaml differs from configs/agent.yaml outside egress:\n got %v\nwant %v", got, want)
 		}
 	})
 

@@ -245,6 +245,21 @@ func addEgressFamilies(fams map[string]*dto.MetricFamily) {
 
 func TestDeployAgainstScrape(t *testing.T) {
 	fams := scrapeAgent(t)
+	// The monitor's breaker calls reach /metrics through agent.Instrumented: figma-api's breaker opened
+	// after two failed executions, so the first one's call was counted before the second began.
+	var failures float64
+	for _, m := range fams["health_agent_breaker_calls_total"].GetMetric() {
+		labels := map[string]string{}
+		for _, lp := range m.GetLabel() {
+			labels[lp.GetName()] = lp.GetValue()
+		}
+		if labels["breaker"] == "figma-api" && labels["outcome"] == "failure" {
+			failures = m.GetCounter().GetValue()
+		}
+	}
+	if failures < 1 {
+		t.Errorf("health_agent_breaker_calls_total{breaker=figma-api,outcome=failure} = %v after its breaker opened, want >= 1", failures)
+	}
 	addEgressFamilies(fams)
 	t.Run("dashboard", func(t *testing.T) { checkDashboard(t, fams) })
 	t.Run("alert rules", func(t *testing.T) { checkRules(t, fams) })
