@@ -271,8 +271,9 @@ func (p *httpProbe) Check(ctx context.Context) (Result, error) {
 			return fail(err)
 		}
 	}
-	if p.legacy {
-		// Kept even when the status is unexpected: an app's 503 body says why it is unhealthy.
+	if p.legacy && p.unfollowed(resp) == "" {
+		// Kept even when the status is unexpected: an app's 503 body says why it is unhealthy. A
+		// redirect's body is not the app's health: the failure below says why there is none.
 		body, why := p.legacyBody(resp.Request.URL, body, hidden)
 		if why != "" {
 			res.Fields["legacyError"] = why
@@ -362,8 +363,12 @@ func (p *httpProbe) legacyBody(from *url.URL, body []byte, secrets []string) (js
 		return nil, "body is not valid UTF-8"
 	case !json.Valid(body):
 		return nil, errBodyNotJSON.Error()
-	case jsonDepth(body) > maxJSONDepth:
+	}
+	switch depth, lone := jsonShape(body); {
+	case depth > maxJSONDepth:
 		return nil, fmt.Sprintf("body nests deeper than %d levels", maxJSONDepth)
+	case lone:
+		return nil, "body escapes a lone UTF-16 surrogate (\\ud800 without its pair), which some JSON parsers refuse"
 	}
 	kept := redactBody(body, secrets)
 	if !json.Valid(kept) || holdsSecret(kept, secrets) {

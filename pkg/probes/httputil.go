@@ -430,28 +430,55 @@ func holdsSecret(body []byte, secrets []string) bool {
 // /api/health (jq, Python, browsers) have depth limits of their own, and an app's health needs few.
 const maxJSONDepth = 64
 
-// jsonDepth returns the deepest nesting of arrays and objects in a valid JSON document.
-func jsonDepth(b []byte) int {
-	depth, deepest, inString, escaped := 0, 0, false, false
-	for _, c := range b {
+// jsonShape scans a valid JSON document for what some parsers refuse although encoding/json takes it:
+// its deepest nesting of arrays and objects, and whether a string holds a \u escape of a lone UTF-16
+// surrogate ("\ud800" alone), which jq rejects.
+func jsonShape(b []byte) (depth int, loneSurrogate bool) {
+	level, inString := 0, false
+	for i := 0; i < len(b); i++ {
+		c := b[i]
 		switch {
-		case inString:
-			switch {
-			case escaped:
-				escaped = false
-			case c == '\\':
-				escaped = true
-			case c == '"':
-				inString = false
+		case inString && c == '"':
+			inString = false
+		case inString && c == '\\':
+			i++
+			if i < len(b) && b[i] == 'u' {
+				r := hexRune(b[i+1:])
+				switch {
+				case r >= 0xD800 && r <= 0xDBFF:
+					if len(b) < i+11 || b[i+5] != '\\' || b[i+6] != 'u' {
+						loneSurrogate = true
+					} else if lo := hexRune(b[i+7:]); lo < 0xDC00 || lo > 0xDFFF {
+						loneSurrogate = true
+					} else {
+						i += 6
+					}
+				case r >= 0xDC00 && r <= 0xDFFF:
+					loneSurrogate = true
+				}
+				i += 4
 			}
+		case inString:
 		case c == '"':
 			inString = true
 		case c == '[' || c == '{':
-			depth++
-			deepest = max(deepest, depth)
+			level++
+			depth = max(depth, level)
 		case c == ']' || c == '}':
-			depth--
+			level--
 		}
 	}
-	return deepest
+	return depth, loneSurrogate
+}
+
+// hexRune reads the 4 hex digits at the start of b (a valid document has them after \u).
+func hexRune(b []byte) rune {
+	if len(b) < 4 {
+		return -1
+	}
+	n, err := strconv.ParseUint(string(b[:4]), 16, 16)
+	if err != nil {
+		return -1
+	}
+	return rune(n)
 }
