@@ -358,7 +358,7 @@ func (p *httpProbe) wantStatus() string {
 func (p *httpProbe) legacyBody(from *url.URL, body []byte, secrets []string) (json.RawMessage, string) {
 	switch {
 	case from != nil && !sameOrigin(from, p.target):
-		return nil, fmt.Sprintf("body came from another host (redirected to %s)", shownURL(from.String()))
+		return nil, shownMessage(fmt.Sprintf("body came from another host (redirected to %s)", shownURL(from.String())), secrets)
 	case !utf8.Valid(body):
 		return nil, "body is not valid UTF-8"
 	case !json.Valid(body):
