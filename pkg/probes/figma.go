@@ -5,16 +5,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/health-agent/health-agent/pkg/config"
+	"github.com/health-agent/health-agent/pkg/redact"
 )
 
 const (
@@ -57,6 +56,7 @@ type figmaProbe struct {
 	lookup     func(string) (string, bool)
 	client     *http.Client
 	now        func() time.Time
+	shared     *redact.Secrets
 }
 
 func newFigma(spec Spec) (Probe, error) {
@@ -97,13 +97,6 @@ func newFigma(spec Spec) (Probe, error) {
 	if lookup == nil {
 		lookup = os.LookupEnv
 	}
-	var tr http.RoundTripper = &http.Transport{Proxy: http.ProxyFromEnvironment}
-	if dt, ok := http.DefaultTransport.(*http.Transport); ok {
-		c := dt.Clone()
-		// One call every few minutes: a kept-alive connection would only idle, and hold goroutines.
-		c.DisableKeepAlives = true
-		tr = c
-	}
 	return &figmaProbe{
 		endpoint:   endpoint,
 		insecure:   insecure,
@@ -111,12 +104,10 @@ func newFigma(spec Spec) (Probe, error) {
 		tokenRef:   token,
 		deprecated: deprecated,
 		lookup:     lookup,
-		client: &http.Client{
-			Transport: tr,
-			// Never follow a redirect: X-Figma-Token is not stripped on a cross-host redirect.
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		},
-		now: time.Now,
+		// No redirect is followed: X-Figma-Token is not stripped on a cross-host redirect.
+		client: newClient(clientOptions{ProxyFromEnv: true}),
+		now:    time.Now,
+		shared: spec.Env.Secrets,
 	}, nil
 }
 
@@ -221,19 +212,22 @@ type figmaMe struct {
 }
 
 // Check calls GET /v1/me. 200 is healthy, 429 degraded (the API is up, the budget is spent), 401/403
-// mean the token is rejected, anything else is a failure.
+// mean the token is rejected, anything else is a failure. A rejected token, a missing token and a
+// certificate that does not verify are permanent: a retry cannot change them.
 func (p *figmaProbe) Check(ctx context.Context) (Result, error) {
 	fields := map[string]any{"rateLimited": false, "retryAfterSeconds": 0}
 	res := Result{Status: Healthy, Fields: fields}
 	token, source, err := p.token()
 	if err != nil {
-		return res, fmt.Errorf("figma: %w", err)
+		return res, failure(fmt.Errorf("figma: %w", err), p.shared.List())
 	}
 	fields["tokenSource"] = source
+	shareSecrets(p.shared, []string{token})
+	secrets := withShared([]string{token}, p.shared)
 
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.endpoint, nil)
 	if err != nil {
-		return res, fmt.Errorf("figma: %w", err)
+		return res, failure(fmt.Errorf("figma: %w", err), secrets)
 	}
 	if p.oauth {
 		req.Header.Set("Authorization", "Bearer "+token)
@@ -241,38 +235,38 @@ func (p *figmaProbe) Check(ctx context.Context) (Result, error) {
 		req.Header.Set("X-Figma-Token", token)
 	}
 	req.Header.Set("Accept", "application/json")
-	req.Header.Set("User-Agent", "health-agent")
+	req.Header.Set("User-Agent", userAgent)
 	resp, err := p.client.Do(req)
 	if err != nil {
-		return res, redactError(fmt.Errorf("figma: GET /v1/me: %w", err), []string{token})
+		return res, failure(fmt.Errorf("figma: GET /v1/me: %w", err), secrets)
 	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, figmaMaxBody+1))
-	if err != nil {
-		return res, redactError(fmt.Errorf("figma: GET /v1/me: reading the answer: %w", err), []string{token})
-	}
+	defer closeBody(resp.Body)
 	fields["statusCode"] = resp.StatusCode
+	body, err := readBounded(resp.Body, figmaMaxBody)
+	if err != nil && !errors.Is(err, ErrBodyTooLarge) {
+		return res, failure(fmt.Errorf("figma: GET /v1/me: reading the answer: %w", err), secrets)
+	}
 
 	switch code := resp.StatusCode; {
 	case code == http.StatusOK:
 		var me figmaMe
-		if len(body) > figmaMaxBody {
+		if err != nil {
 			return res, fmt.Errorf("figma: GET /v1/me: answer larger than %d KiB", figmaMaxBody>>10)
 		}
 		if err := json.Unmarshal(body, &me); err != nil {
-			return res, redactError(fmt.Errorf("figma: GET /v1/me: malformed JSON: %w", err), []string{token})
+			return res, failure(fmt.Errorf("figma: GET /v1/me: malformed JSON: %w", err), secrets)
 		}
 		if me.Handle == "" {
 			return res, errors.New("figma: GET /v1/me: answer has no user handle: not the Figma API?")
 		}
-		fields["handle"] = shownText(me.Handle, []string{token})
+		fields["handle"] = shownText(me.Handle, secrets)
 		return res, nil
 	case code == http.StatusUnauthorized || code == http.StatusForbidden:
-		detail := figmaErrorDetail(body, token)
+		detail := figmaErrorDetail(body, secrets)
 		if detail != "" {
 			detail = ": " + detail
 		}
-		return res, redactError(fmt.Errorf("figma: %w (HTTP %d): check the token from %s%s", ErrFigmaTokenRejected, code, source, detail), []string{token})
+		return res, failure(Permanent(fmt.Errorf("figma: %w (HTTP %d): check the token from %s%s", ErrFigmaTokenRejected, code, source, detail)), secrets)
 	case code == http.StatusTooManyRequests:
 		wait := figmaRetryAfter(resp.Header.Get("Retry-After"), p.now())
 		limitType := figmaHeaderWord(resp.Header.Get("X-Figma-Rate-Limit-Type"))
@@ -284,6 +278,7 @@ func (p *figmaProbe) Check(ctx context.Context) (Result, error) {
 		}
 		res.Status = Degraded
 		res.RetryAfter = wait
+		res.RateLimited = true
 		res.Reason = "rate limited, retry after " + wait.String()
 		if limitType != "" {
 			res.Reason = fmt.Sprintf("rate limited (%s), retry after %s", limitType, wait)
@@ -296,10 +291,13 @@ func (p *figmaProbe) Check(ctx context.Context) (Result, error) {
 	}
 }
 
+// figmaMaxDetail bounds Figma's own error text in a reason.
+const figmaMaxDetail = 200
+
 // figmaErrorDetail extracts Figma's own error text ({"status":403,"err":"Invalid token"}), short and
-// printable, or "". The token is redacted before the text is clipped: a clip through the token would
-// otherwise leave a piece of it that no later redaction recognises.
-func figmaErrorDetail(body []byte, token string) string {
+// printable, or "". Secrets are hidden before the text is cut: a cut through the token would otherwise
+// leave a piece of it that no later redaction recognises.
+func figmaErrorDetail(body []byte, secrets []string) string {
 	var e struct {
 		Err     string `json:"err"`
 		Message string `json:"message"`
@@ -311,34 +309,13 @@ func figmaErrorDetail(body []byte, token string) string {
 	if s == "" {
 		s = e.Message
 	}
-	s = strings.Map(func(r rune) rune {
-		if r < ' ' || r == 0x7f {
-			return -1
-		}
-		return r
-	}, s)
-	if token != "" {
-		s = strings.ReplaceAll(s, token, "[redacted]")
-	}
-	if len(s) > 200 {
-		s = s[:200] + "…"
-	}
-	return s
+	return redact.Shown(redact.Printable(s), secrets, figmaMaxDetail)
 }
 
-// figmaRetryAfter reads Retry-After: delay-seconds (what Figma sends) or an HTTP date. Missing or
-// unusable values give the default; the result is within [1s, figmaMaxRetryAfter].
+// figmaRetryAfter is how long a 429 asks the probe to wait: Retry-After within [1s, figmaMaxRetryAfter],
+// figmaDefaultRetryAfter when it is missing or unusable.
 func figmaRetryAfter(h string, now time.Time) time.Duration {
-	h = strings.TrimSpace(h)
-	d := figmaDefaultRetryAfter
-	if secs, err := strconv.ParseInt(h, 10, 64); err == nil {
-		if secs >= 0 {
-			d = time.Duration(min(secs, int64(figmaMaxRetryAfter/time.Second))) * time.Second
-		}
-	} else if at, err := http.ParseTime(h); err == nil {
-		d = at.Sub(now)
-	}
-	return min(max(d, time.Second), figmaMaxRetryAfter)
+	return max(parseRetryAfter(h, now, figmaDefaultRetryAfter, figmaMaxRetryAfter), time.Second)
 }
 
 // figmaHeaderWord keeps a short, printable header value for a field (a dependency's header is input).

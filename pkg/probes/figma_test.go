@@ -213,7 +213,7 @@ func TestFigmaScenarios(t *testing.T) {
 		{name: "handle echoing the token", mode: "handle echo", token: figmaTestToken, wantStatus: Healthy,
 			wantFields: map[string]any{"handle": "bot [redacted]"}},
 		{name: "handle too long", mode: "long handle", token: figmaTestToken, wantStatus: Healthy,
-			wantFields: map[string]any{"handle": strings.Repeat("é", 128) + "…"}},
+			wantFields: map[string]any{"handle": strings.Repeat("é", 126) + "…"}},
 		{name: "oversized answer", mode: "huge", token: figmaTestToken, wantErr: "larger than 64 KiB"},
 		{name: "redirect not followed", mode: "redirect", token: figmaTestToken, wantErr: "unexpected status 302"},
 	} {
