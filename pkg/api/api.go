@@ -14,7 +14,6 @@ import (
 
 	"github.com/gin-gonic/gin"
 
-	"github.com/health-agent/health-agent/pkg/config"
 	"github.com/health-agent/health-agent/pkg/monitor"
 )
 
@@ -92,24 +91,6 @@ func NewHandler(src Source, opts Options) http.Handler {
 		h.fail(c, http.StatusMethodNotAllowed, "method_not_allowed", "only GET and HEAD are served")
 	})
 	return r
-}
-
-// NewServer returns an http.Server for h with cfg's limits, so that a slow or hostile client cannot pin
-// the agent.
-func NewServer(cfg config.Server, h http.Handler, errLog *slog.Logger) *http.Server {
-	s := &http.Server{
-		Addr:              cfg.Listen,
-		Handler:           h,
-		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
-		ReadTimeout:       cfg.ReadTimeout,
-		WriteTimeout:      cfg.WriteTimeout,
-		IdleTimeout:       cfg.IdleTimeout,
-		MaxHeaderBytes:    cfg.MaxHeaderBytes,
-	}
-	if errLog != nil {
-		s.ErrorLog = slog.NewLogLogger(errLog.Handler(), slog.LevelDebug)
-	}
-	return s
 }
 
 func (h *handler) recover(c *gin.Context) {
