@@ -60,13 +60,14 @@ type connCap struct {
 	max   int
 	mu    sync.Mutex
 	conns map[net.Conn]*connInfo
-	open  int // conns not yet closed by the cap
+	open  int    // conns not yet closed by the cap
+	seq   uint64 // counts state changes: orders them
 }
 
 type connInfo struct {
 	state   http.ConnState
-	since   time.Time
-	evicted bool // closed by the cap; forgotten at StateClosed
+	since   uint64 // seq at the last state change
+	evicted bool   // closed by the cap; forgotten at StateClosed
 }
 
 func newConnCap(max int) *connCap { return &connCap{max: max, conns: map[net.Conn]*connInfo{}} }
@@ -74,17 +75,17 @@ func newConnCap(max int) *connCap { return &connCap{max: max, conns: map[net.Con
 func (c *connCap) track(conn net.Conn, state http.ConnState) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	now := time.Now()
+	c.seq++
 	switch state {
 	case http.StateNew:
-		c.conns[conn] = &connInfo{state: state, since: now}
+		c.conns[conn] = &connInfo{state: state, since: c.seq}
 		c.open++
 		if c.open > c.max {
 			c.evictLocked(conn)
 		}
 	case http.StateActive, http.StateIdle:
 		if ci := c.conns[conn]; ci != nil {
-			ci.state, ci.since = state, now
+			ci.state, ci.since = state, c.seq
 		}
 	case http.StateHijacked, http.StateClosed:
 		if ci := c.conns[conn]; ci != nil {
@@ -101,13 +102,13 @@ func (c *connCap) track(conn net.Conn, state http.ConnState) {
 func (c *connCap) evictLocked(keep net.Conn) {
 	var (
 		oldest net.Conn
-		at     time.Time
+		at     uint64
 	)
 	for conn, ci := range c.conns {
 		if conn == keep || ci.evicted || ci.state == http.StateActive {
 			continue
 		}
-		if oldest == nil || ci.since.Before(at) {
+		if oldest == nil || ci.since < at {
 			oldest, at = conn, ci.since
 		}
 	}
