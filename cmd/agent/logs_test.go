@@ -4,11 +4,14 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -208,5 +211,35 @@ func serveArgs(t *testing.T, args []string, env func(string) (string, bool)) *ag
 			t.Fatal("agent did not start within 30s")
 		case <-tick.C:
 		}
+	}
+}
+
+// TestTextLogsArePrintable: in --log-format text, a value carrying control characters (a dependency's
+// reason, an error) is written with them replaced, so it cannot forge a log line or drive a terminal;
+// tab is kept. Secret-looking keys stay redacted.
+func TestTextLogsArePrintable(t *testing.T) {
+	var out testkit.SyncBuffer
+	log, err := newLogger(&out, "info", "text")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostile := "refused\r\nlevel=ERROR msg=forged\x1b[2J\x00\u009b\tend"
+	log.Info("probe status changed", "reason", hostile, "err", errors.New(hostile),
+		slog.Group("g", "inner", hostile), "token", "s3cret")
+	line := out.String()
+	if strings.Count(line, "\n") != 1 || !strings.HasSuffix(line, "\n") {
+		t.Fatalf("one record took more than one line: %q", line)
+	}
+	clean := "refused  level=ERROR msg=forged [2J  \tend"
+	for _, key := range []string{"reason", "err", "g.inner"} {
+		if !strings.Contains(line, key+"="+strconv.Quote(clean)) {
+			t.Errorf("%s not written cleaned (%q): %q", key, clean, line)
+		}
+	}
+	if strings.ContainsAny(line, "\x1b\x00\r\u009b") || strings.Contains(line, `\x1b`) || strings.Contains(line, `\r`) {
+		t.Errorf("a control character (or its escape) is in the text log: %q", line)
+	}
+	if strings.Contains(line, "s3cret") || !strings.Contains(line, "token=[REDACTED]") {
+		t.Errorf("the token key is not redacted: %q", line)
 	}
 }

@@ -8,13 +8,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"net/http"
 	"os"
 	"os/signal"
 	"regexp"
 	"runtime/debug"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -24,6 +22,7 @@ import (
 	"github.com/health-agent/health-agent/pkg/config"
 	"github.com/health-agent/health-agent/pkg/monitor"
 	"github.com/health-agent/health-agent/pkg/probes"
+	"github.com/health-agent/health-agent/pkg/redact"
 	"github.com/health-agent/health-agent/pkg/reload"
 	"github.com/health-agent/health-agent/pkg/version"
 )
@@ -316,24 +315,36 @@ func healthcheck(ctx context.Context, args []string, stdout, stderr io.Writer) i
 var secretKey = regexp.MustCompile(`(?i)(token|authorization|secret|password|api[-_]?key)`)
 
 // newLogger builds the slog logger for --log-level and --log-format, redacting secret-looking keys.
+// In text logs, meant for terminals, string and error values have their control characters replaced
+// (redact.Printable): a dependency's text cannot forge a line or drive the terminal. JSON escapes them.
 func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 	var lv slog.Level
 	if err := lv.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("--log-level: want debug, info, warn or error, got %q", level)
 	}
-	opts := &slog.HandlerOptions{
-		Level: lv,
-		ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
-			if secretKey.MatchString(a.Key) {
-				return slog.String(a.Key, "[REDACTED]")
-			}
-			return a
-		},
+	redactKeys := func(_ []string, a slog.Attr) slog.Attr {
+		if secretKey.MatchString(a.Key) {
+			return slog.String(a.Key, "[REDACTED]")
+		}
+		return a
 	}
+	opts := &slog.HandlerOptions{Level: lv, ReplaceAttr: redactKeys}
 	switch format {
 	case "json":
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	case "text":
+		opts.ReplaceAttr = func(groups []string, a slog.Attr) slog.Attr {
+			a = redactKeys(groups, a)
+			switch v := a.Value.Resolve(); {
+			case v.Kind() == slog.KindString:
+				a.Value = slog.StringValue(redact.Printable(v.String()))
+			case v.Kind() == slog.KindAny:
+				if err, ok := v.Any().(error); ok {
+					a.Value = slog.StringValue(redact.Printable(err.Error()))
+				}
+			}
+			return a
+		}
 		return slog.New(slog.NewTextHandler(w, opts)), nil
 	default:
 		return nil, fmt.Errorf("--log-format: want json or text, got %q", format)

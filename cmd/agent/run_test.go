@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -48,6 +49,18 @@ probes:
     retry: { maxRetries: 0 }
     timeout: 500ms
 `, ok.URL))
+	// A listener nobody accepts on: connections complete (the backlog) but nothing answers.
+	silent, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	// A port in use, for serve.
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
 	bad := writeFile(t, "bad.yaml", `
 server: { shutdownDelay: -1s }
 probes:
@@ -88,7 +101,9 @@ probes:
 		{"probe without name", []string{"probe", "--config", good}, 2, nil, []string{"exactly one probe NAME"}},
 		{"healthcheck 200", []string{"healthcheck", "--url", ok.URL}, 0, []string{"200 OK"}, nil},
 		{"healthcheck 503", []string{"healthcheck", "--url", down.URL}, 1, []string{"503"}, nil},
-		{"healthcheck refused", []string{"healthcheck", "--url", "http://127.0.0.1:1/livez", "--timeout", "2s"}, 1, nil, []string{"healthcheck"}},
+		{"healthcheck refused: could not reach", []string{"healthcheck", "--url", "http://127.0.0.1:1/livez", "--timeout", "2s"}, 3, nil, []string{"no answer"}},
+		{"healthcheck nothing answered: could not reach", []string{"healthcheck", "--url", "http://" + silent.Addr().String() + "/livez", "--timeout", "300ms"}, 3, nil, []string{"no answer"}},
+		{"serve on a port in use: could not run", []string{"--config", good, "--listen", taken.Addr().String()}, 3, nil, []string{"address already in use"}},
 		{"healthcheck bad url", []string{"healthcheck", "--url", "ftp://x"}, 2, nil, []string{"bad --url"}},
 	}
 	for _, tt := range tests {
@@ -298,4 +313,19 @@ probes:
 		t.Fatalf("/livez with the app down: %d", code)
 	}
 	a.stop(t)
+}
+
+// failingWriter is a stdout that cannot be written (a closed pipe).
+type failingWriter struct{}
+
+func (failingWriter) Write([]byte) (int, error) { return 0, errors.New("broken pipe") }
+
+// TestProbeCouldNotReport: a probe whose result cannot be written exits 3 (could not run), not 1
+// (unhealthy): the caller learned nothing about the dependency.
+func TestProbeCouldNotReport(t *testing.T) {
+	cfg := writeFile(t, "agent.yaml", "probes:\n  - { name: config, kind: config }\n")
+	var errb testkit.SyncBuffer
+	if code := run(context.Background(), []string{"probe", "--config", cfg, "config"}, failingWriter{}, &errb, noEnv); code != exitCannotRun {
+		t.Fatalf("exit %d, want %d; stderr: %s", code, exitCannotRun, errb.String())
+	}
 }
