@@ -88,20 +88,13 @@ probes:
 			p := serveArgs(t, []string{"--config", cfg, "--listen", "127.0.0.1:0", "--log-level", "debug", "--log-format", format}, env)
 
 			// Wait until both probes have failed, their breakers opened, and a breaker retried.
-			deadline := time.After(60 * time.Second)
-			tick := time.NewTicker(20 * time.Millisecond)
-			defer tick.Stop()
-			for !logged(p.logs.String(), format, "breaker state changed", "breaker", "figma-api") ||
-				!logged(p.logs.String(), format, "breaker state changed", "breaker", "app") ||
-				!logged(p.logs.String(), format, "probe status changed", "probe", "figmaApi") ||
-				!logged(p.logs.String(), format, "probe status changed", "probe", "app") ||
-				!logged(p.logs.String(), format, "probe executed", "probe", "app") {
-				select {
-				case <-deadline:
-					t.Fatalf("transitions not logged within 60s")
-				case <-tick.C:
-				}
-			}
+			testkit.Eventually(t, 60*time.Second, func() bool {
+				return logged(p.logs.String(), format, "breaker state changed", "breaker", "figma-api") &&
+					logged(p.logs.String(), format, "breaker state changed", "breaker", "app") &&
+					logged(p.logs.String(), format, "probe status changed", "probe", "figmaApi") &&
+					logged(p.logs.String(), format, "probe status changed", "probe", "app") &&
+					logged(p.logs.String(), format, "probe executed", "probe", "app")
+			}, "transitions logged")
 
 			// Every endpoint, with and without the token: no answer carries a secret either.
 			bearer := "Bearer " + logSecrets["DETAILS_TOKEN"]
@@ -196,22 +189,8 @@ func serveArgs(t *testing.T, args []string, env func(string) (string, bool)) *ag
 	p := &agentProc{cancel: cancel, done: make(chan int, 1), logs: &testkit.SyncBuffer{}}
 	go func() { p.done <- run(ctx, args, io.Discard, p.logs, env) }()
 	t.Cleanup(func() { p.stop(t) })
-	deadline := time.After(30 * time.Second)
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		if m := anyAddrRe.FindStringSubmatch(p.logs.String()); m != nil {
-			p.base = "http://" + m[1] + m[2]
-			return p
-		}
-		select {
-		case code := <-p.done:
-			t.Fatalf("agent exited with %d", code)
-		case <-deadline:
-			t.Fatal("agent did not start within 30s")
-		case <-tick.C:
-		}
-	}
+	waitServing(t, p)
+	return p
 }
 
 // TestTextLogsArePrintable: in --log-format text, a value carrying control characters (a dependency's
