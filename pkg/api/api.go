@@ -42,6 +42,7 @@ type handler struct {
 	opts Options
 	// The plain /readyz and /startupz answers for the latest snapshot (see kubeAnswer).
 	readyzPlain, startupzPlain atomic.Pointer[kubeAnswer]
+	docs                       renderer
 }
 
 // NewHandler returns the agent's HTTP handler.
@@ -130,18 +131,17 @@ func (h *handler) auth(c *gin.Context) {
 }
 
 func (h *handler) health(c *gin.Context) {
-	s := h.src.Snapshot()
-	h.envelope(c, s.HealthCode, s.HealthData)
+	data, code := h.docs.documents(h.src.Snapshot()).healthDoc()
+	h.envelope(c, code, data)
 }
 
 func (h *handler) detailed(c *gin.Context) {
-	s := h.src.Snapshot()
-	h.envelope(c, s.DetailedCode, s.DetailedData())
+	data, code := h.docs.documents(h.src.Snapshot()).detailedDoc()
+	h.envelope(c, code, data)
 }
 
 func (h *handler) breakers(c *gin.Context) {
-	s := h.src.Snapshot()
-	h.envelope(c, http.StatusOK, s.BreakersData())
+	h.envelope(c, http.StatusOK, h.docs.documents(h.src.Snapshot()).breakersDoc())
 }
 
 const (

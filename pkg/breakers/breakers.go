@@ -48,6 +48,8 @@ type Execution struct {
 	Outcome  string        `json:"outcome"` // "success", "failure" or "rejected" (breaker open, not executed)
 	Duration time.Duration `json:"-"`
 	Error    string        `json:"error,omitempty"`
+	// Source is who executed: a probe's name, or TrafficSource and an egress route's name.
+	Source string `json:"source,omitempty"`
 }
 
 // Stats is a point-in-time copy of a breaker's state; safe to keep and share.
@@ -81,17 +83,58 @@ type RejectedError struct {
 	RetryIn time.Duration
 	// HalfOpen: the breaker is half-open and every trial permit is taken by executions in flight.
 	HalfOpen bool
+	// Failures is how many failures of the breaker's window opened it (0: unknown, or a failed trial
+	// reopened it).
+	Failures int
+	// Cause is the last failure that reached the dependency: its error, when, and who met it ("" when
+	// none is known, e.g. after a reset).
+	Cause       string
+	CauseAt     time.Time
+	CauseSource string
+}
+
+// FromTraffic reports whether the failure that opened the breaker came from the app's own traffic
+// through the egress proxy, and the route's name. A nil *RejectedError came from nowhere.
+func (e *RejectedError) FromTraffic() (route string, ok bool) {
+	if e == nil {
+		return "", false
+	}
+	return fromTraffic(e.CauseSource)
 }
 
 func (e *RejectedError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "circuit breaker %q ", e.Breaker)
+	if e.HalfOpen {
+		b.WriteString("half-open, trial in progress")
+	} else {
+		b.WriteString("open")
+		if e.Failures > 0 {
+			fmt.Fprintf(&b, " after %d failure%s", e.Failures, plural(e.Failures))
+		}
+	}
+	if e.Cause != "" {
+		if route, ok := e.FromTraffic(); ok {
+			fmt.Fprintf(&b, " (last, from real traffic on egress route %q: %s)", route, e.Cause)
+		} else {
+			fmt.Fprintf(&b, " (last: %s)", e.Cause)
+		}
+	}
 	switch {
 	case e.HalfOpen:
-		return fmt.Sprintf("circuit breaker %q half-open, trial in progress", e.Breaker)
 	case e.RetryIn > 0:
-		return fmt.Sprintf("circuit breaker %q open, retry in %s", e.Breaker, roundUp(e.RetryIn))
+		fmt.Fprintf(&b, "; next trial in %s", roundUp(e.RetryIn))
 	default:
-		return fmt.Sprintf("circuit breaker %q open, retry due", e.Breaker)
+		b.WriteString("; next trial due")
 	}
+	return b.String()
+}
+
+func plural(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
 }
 
 // Unwrap makes errors.Is(err, circuitbreaker.ErrOpen) hold.
@@ -126,7 +169,10 @@ type Breaker struct {
 	history     history
 	transitions uint64
 	lastChange  time.Time
-	version     uint64 // see Stats.Version
+	version     uint64    // see Stats.Version
+	cause       Execution // the last failure that reached the dependency
+	openedAfter int       // failures in the window when the breaker last opened
+	onCall      func(outcome string)
 }
 
 func newBreaker(name string, pol config.BreakerPolicy, onTransition func(Transition), nextVersion func() uint64) *Breaker {
@@ -226,6 +272,7 @@ func (b *Breaker) reset(pol config.BreakerPolicy) (was string) {
 	b.cb = newCircuit(pol, func(e circuitbreaker.StateChangedEvent) { b.changed(gen, e) })
 	b.policy = pol
 	b.history = history{}
+	b.cause, b.openedAfter = Execution{}, 0
 	b.transitions = 0
 	b.lastChange = time.Time{}
 	b.version = b.nextVersion()
@@ -244,6 +291,12 @@ func (b *Breaker) changed(gen uint64, e circuitbreaker.StateChangedEvent) {
 	b.transitions++
 	b.lastChange = now
 	b.version = b.nextVersion()
+	if e.NewState == circuitbreaker.OpenState {
+		b.openedAfter = 0
+		if e.OldState == circuitbreaker.ClosedState {
+			b.openedAfter = b.history.failures(b.policy.Window)
+		}
+	}
 	b.mu.Unlock()
 	if b.onTransition != nil {
 		b.onTransition(Transition{Breaker: b.name, From: stateName(e.OldState), To: stateName(e.NewState), At: now})
@@ -260,12 +313,33 @@ func (b *Breaker) record(gen uint64, e Execution) {
 	}
 }
 
-// rejection describes why cb refused a permit.
-func (b *Breaker) rejection(cb circuitbreaker.CircuitBreaker[probes.Result]) *RejectedError {
-	if cb.IsHalfOpen() {
-		return &RejectedError{Breaker: b.name, HalfOpen: true}
+// setCause makes e the last failure of circuit gen.
+func (b *Breaker) setCause(gen uint64, e Execution) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if gen == b.gen {
+		b.cause = e
 	}
-	return &RejectedError{Breaker: b.name, RetryIn: cb.RemainingDelay()}
+}
+
+func (b *Breaker) notifyCall(outcome string) {
+	if b.onCall != nil {
+		b.onCall(outcome)
+	}
+}
+
+// rejection describes why cb refuses a permit, with the failures that opened it and the last cause.
+func (b *Breaker) rejection(cb circuitbreaker.CircuitBreaker[probes.Result]) *RejectedError {
+	b.mu.Lock()
+	r := &RejectedError{Breaker: b.name, Failures: b.openedAfter, Cause: b.cause.Error, CauseAt: b.cause.At,
+		CauseSource: b.cause.Source}
+	b.mu.Unlock()
+	if cb.IsHalfOpen() {
+		r.HalfOpen = true
+		return r
+	}
+	r.RetryIn = cb.RemainingDelay()
+	return r
 }
 
 // newCircuit builds a count-based failsafe breaker from pol. Out-of-range values (which config
@@ -310,6 +384,21 @@ func (h *history) add(e Execution) {
 	h.buf = append(h.buf, e)
 }
 
+// failures counts the failures among the last n executions that reached the dependency.
+func (h *history) failures(n int) int {
+	count := 0
+	for i := len(h.buf) - 1; i >= 0 && n > 0; i-- {
+		switch h.buf[i].Outcome {
+		case OutcomeFailure:
+			count++
+			n--
+		case OutcomeSuccess:
+			n--
+		}
+	}
+	return count
+}
+
 // list returns the executions oldest first. The caller must not modify them.
 func (h *history) list() []Execution {
 	n := len(h.buf)
@@ -319,6 +408,7 @@ func (h *history) list() []Execution {
 // Registry holds the breakers by name. Safe for concurrent use.
 type Registry struct {
 	onTransition func(Transition)
+	onCall       func(breaker, outcome string)
 	versions     atomic.Uint64 // hands out Stats.Version
 
 	mu       sync.RWMutex
@@ -330,8 +420,11 @@ type Registry struct {
 //
 // failsafe-go changes a breaker's state from inside an execution, so onTransition runs on the goroutine
 // of the probe whose execution caused the change: it must be quick and must not run that probe.
-func NewRegistry(onTransition func(Transition)) *Registry {
-	return &Registry{onTransition: onTransition, breakers: map[string]*Breaker{}}
+//
+// onCall (may be nil) is called for each call any breaker sees, with its outcome (OutcomeSuccess,
+// OutcomeFailure or OutcomeRejected); it must be quick too.
+func NewRegistry(onTransition func(Transition), onCall func(breaker, outcome string)) *Registry {
+	return &Registry{onTransition: onTransition, onCall: onCall, breakers: map[string]*Breaker{}}
 }
 
 // Sync makes the registry hold exactly the breakers that cfg's non-local probes name. A breaker whose
@@ -375,6 +468,9 @@ func (r *Registry) Sync(cfg *config.Config) {
 		switch {
 		case !ok:
 			b = newBreaker(name, w.policy, r.onTransition, func() uint64 { return r.versions.Add(1) })
+			if r.onCall != nil {
+				b.onCall = func(outcome string) { r.onCall(name, outcome) }
+			}
 			r.breakers[name] = b
 		case b.currentPolicy() != w.policy:
 			if was := b.reset(w.policy); was != Closed {

@@ -38,7 +38,7 @@ func TestBreakerOpensAfterFailureThreshold(t *testing.T) {
 			pol := testPolicy()
 			pol.Breaker.FailureThreshold, pol.Breaker.Window = tt.threshold, tt.window
 			_, br := oneBreaker(t, pol, nil)
-			p := Guard(dep.probe(), pol, br, nil)
+			p := Guard(dep.probe(), pol, br, nil, GuardOptions{})
 
 			for i, step := range tt.steps {
 				dep.set(map[rune]int32{'F': answerFail, 'S': answerOK, 'D': answerDegraded}[step])
@@ -63,7 +63,7 @@ func TestBreakerOpensAfterFailureThreshold(t *testing.T) {
 			if !errors.Is(err, circuitbreaker.ErrOpen) {
 				t.Fatalf("err = %v, want it to wrap circuitbreaker.ErrOpen", err)
 			}
-			if !regexp.MustCompile(`^circuit breaker "dep" open, retry in \S+$`).MatchString(err.Error()) {
+			if !regexp.MustCompile(`^circuit breaker "dep" open after \d failures \(last: status 500\); next trial in \S+$`).MatchString(err.Error()) {
 				t.Errorf("err = %q, want it to say the breaker is open and when it retries", err)
 			}
 			if got := dep.hits.Load(); got != before {
@@ -88,7 +88,7 @@ func TestStatsCounts(t *testing.T) {
 	pol := testPolicy()
 	pol.Breaker.FailureThreshold, pol.Breaker.Window = 3, 4
 	_, br := oneBreaker(t, pol, nil)
-	p := Guard(dep.probe(), pol, br, nil)
+	p := Guard(dep.probe(), pol, br, nil, GuardOptions{})
 
 	for _, a := range []int32{answerOK, answerFail, answerDegraded, answerFail} {
 		dep.set(a)
@@ -163,7 +163,7 @@ func TestOpenBreakerReportsRetryDueWithoutACall(t *testing.T) {
 	pol := testPolicy()
 	pol.Breaker.Delay = 100 * time.Millisecond
 	_, br := oneBreaker(t, pol, nil)
-	p := Guard(dep.probe(), pol, br, nil)
+	p := Guard(dep.probe(), pol, br, nil, GuardOptions{})
 	if d := br.RetryIn(); d != 0 || !br.IsClosed() {
 		t.Errorf("RetryIn = %s, IsClosed = %v while closed, want 0 and true", d, br.IsClosed())
 	}
@@ -216,7 +216,7 @@ func TestHalfOpen(t *testing.T) {
 			pol.Breaker.Delay = 100 * time.Millisecond
 			var tr transitions
 			_, br := oneBreaker(t, pol, tr.add)
-			p := Guard(dep.probe(), pol, br, nil)
+			p := Guard(dep.probe(), pol, br, nil, GuardOptions{})
 			openBreaker(t, dep, p, br)
 			waitFor(t, "the retry to be due", func() bool { return br.Stats().RetryDue })
 
@@ -264,7 +264,7 @@ func TestHalfOpenRejectsBeyondTrialPermits(t *testing.T) {
 	pol.Breaker.Delay = 100 * time.Millisecond
 	pol.Breaker.SuccessThreshold = 1 // one trial at a time
 	_, br := oneBreaker(t, pol, nil)
-	p := Guard(dep.probe(), pol, br, nil)
+	p := Guard(dep.probe(), pol, br, nil, GuardOptions{})
 	openBreaker(t, dep, p, br)
 	waitFor(t, "the retry to be due", func() bool { return br.Stats().RetryDue })
 
@@ -278,7 +278,7 @@ func TestHalfOpenRejectsBeyondTrialPermits(t *testing.T) {
 	if !errors.As(err, &rej) || !rej.HalfOpen || !errors.Is(err, circuitbreaker.ErrOpen) {
 		t.Fatalf("err = %v, want a half-open rejection wrapping ErrOpen", err)
 	}
-	if err.Error() != `circuit breaker "dep" half-open, trial in progress` {
+	if err.Error() != `circuit breaker "dep" half-open, trial in progress (last: status 500)` {
 		t.Errorf("err = %q", err)
 	}
 	if dep.hits.Load() != hits+1 {
@@ -305,7 +305,7 @@ func TestOnTransitionRunsWithoutLocks(t *testing.T) {
 		reg.Sync(testConfig(pol, "dep"))
 		seen <- all[0]
 	})
-	p := Guard(dep.probe(), pol, br, nil)
+	p := Guard(dep.probe(), pol, br, nil, GuardOptions{})
 	dep.set(answerFail)
 	done := make(chan struct{})
 	go func() {
@@ -336,7 +336,7 @@ func TestHistoryKeepsTheLast20(t *testing.T) {
 	p := Guard(probes.ProbeFunc(func(context.Context) (probes.Result, error) {
 		n++
 		return probes.Result{}, fmt.Errorf("failure %d", n)
-	}), pol, br, nil)
+	}), pol, br, nil, GuardOptions{})
 
 	for range 25 {
 		_, _ = p.Check(t.Context())
@@ -358,14 +358,14 @@ func TestHistoryKeepsTheLast20(t *testing.T) {
 func TestSharedBreaker(t *testing.T) {
 	depA, depB := newDependency(t), newDependency(t)
 	pol := testPolicy()
-	reg := NewRegistry(nil)
+	reg := NewRegistry(nil, nil)
 	reg.Sync(testConfig(pol, "b:shared", "a:shared"))
 	br := reg.Get("shared")
 	if br == nil || reg.Get("a") != nil || reg.Get("b") != nil {
 		t.Fatalf("registry: %+v", reg.Stats())
 	}
-	a := Guard(depA.probe(), pol, br, nil)
-	b := Guard(depB.probe(), pol, br, nil)
+	a := Guard(depA.probe(), pol, br, nil, GuardOptions{})
+	b := Guard(depB.probe(), pol, br, nil, GuardOptions{})
 
 	openBreaker(t, depA, a, br)
 	_, err := b.Check(t.Context())
@@ -384,11 +384,11 @@ func TestSync(t *testing.T) {
 	dep := newDependency(t)
 	pol := testPolicy()
 	var tr transitions
-	reg := NewRegistry(tr.add)
+	reg := NewRegistry(tr.add, nil)
 	reg.Sync(testConfig(pol, "keep", "change", "gone"))
 	keep, change := reg.Get("keep"), reg.Get("change")
-	pKeep := Guard(dep.probe(), pol, keep, nil)
-	pChange := Guard(dep.probe(), pol, change, nil)
+	pKeep := Guard(dep.probe(), pol, keep, nil, GuardOptions{})
+	pChange := Guard(dep.probe(), pol, change, nil, GuardOptions{})
 	openBreaker(t, dep, pKeep, keep)
 	openBreaker(t, dep, pChange, change)
 	keepHistory := len(keep.Stats().History)
@@ -452,10 +452,18 @@ func TestRejectedErrorMessage(t *testing.T) {
 		err  RejectedError
 		want string
 	}{
-		{"whole seconds", RejectedError{Breaker: "figma-api", RetryIn: 12 * time.Second}, `circuit breaker "figma-api" open, retry in 12s`},
-		{"rounds up", RejectedError{Breaker: "figma-api", RetryIn: 11200 * time.Millisecond}, `circuit breaker "figma-api" open, retry in 12s`},
-		{"under a second", RejectedError{Breaker: "app", RetryIn: 150200 * time.Microsecond}, `circuit breaker "app" open, retry in 151ms`},
-		{"due", RejectedError{Breaker: "app"}, `circuit breaker "app" open, retry due`},
+		{"whole seconds", RejectedError{Breaker: "figma-api", RetryIn: 12 * time.Second}, `circuit breaker "figma-api" open; next trial in 12s`},
+		{"rounds up", RejectedError{Breaker: "figma-api", RetryIn: 11200 * time.Millisecond}, `circuit breaker "figma-api" open; next trial in 12s`},
+		{"under a second", RejectedError{Breaker: "app", RetryIn: 150200 * time.Microsecond}, `circuit breaker "app" open; next trial in 151ms`},
+		{"due", RejectedError{Breaker: "app"}, `circuit breaker "app" open; next trial due`},
+		{"with the cause", RejectedError{Breaker: "app", RetryIn: 12 * time.Second, Failures: 3,
+			Cause: "dial tcp 127.0.0.1:3007: connect: connection refused", CauseSource: "app"},
+			`circuit breaker "app" open after 3 failures (last: dial tcp 127.0.0.1:3007: connect: connection refused); next trial in 12s`},
+		{"from real traffic", RejectedError{Breaker: "figma-api", RetryIn: time.Second, Failures: 1, Cause: "status 502",
+			CauseSource: TrafficSource + "figma"},
+			`circuit breaker "figma-api" open after 1 failure (last, from real traffic on egress route "figma": status 502); next trial in 1s`},
+		{"half-open", RejectedError{Breaker: "app", HalfOpen: true, Cause: "timed out"},
+			`circuit breaker "app" half-open, trial in progress (last: timed out)`},
 		{"half-open", RejectedError{Breaker: "app", HalfOpen: true}, `circuit breaker "app" half-open, trial in progress`},
 	}
 	for _, tt := range tests {

@@ -49,14 +49,14 @@ func NewBulkhead(maxConcurrent int) bulkhead.Bulkhead[probes.Result] {
 // through its permit API (TryAcquirePermit, RecordSuccess, RecordFailure) so that an attempt cut short
 // by the caller (agent stopping, reload) is not blamed on the dependency, which failsafe's executor
 // cannot express. The timeout is a context deadline per attempt, so the probe sees ctx.Deadline().
-func Guard(p probes.Probe, pol config.Policy, br *Breaker, bh bulkhead.Bulkhead[probes.Result]) probes.Probe {
-	g := &guarded{probe: p, breaker: br, timeout: pol.Timeout}
+func Guard(p probes.Probe, pol config.Policy, br *Breaker, bh bulkhead.Bulkhead[probes.Result], opts GuardOptions) probes.Probe {
+	g := &guarded{probe: p, breaker: br, timeout: pol.Timeout, source: opts.Source}
 	var policies []failsafe.Policy[probes.Result]
 	if bh != nil {
 		policies = append(policies, bh)
 	}
 	if br != nil {
-		if rp := newRetry(pol.Retry); rp != nil {
+		if rp := newRetry(pol.Retry, opts.OnRetry); rp != nil {
 			policies = append(policies, rp)
 		}
 		if rl := pol.RateLimit; rl != nil && rl.Max > 0 && rl.Per > 0 {
@@ -70,8 +70,16 @@ func Guard(p probes.Probe, pol config.Policy, br *Breaker, bh bulkhead.Bulkhead[
 	return g
 }
 
+// GuardOptions are optional details of a guarded probe.
+type GuardOptions struct {
+	// Source names who executes (the probe's name) in the breaker's history.
+	Source string
+	// OnRetry, when set, is called before each retry (for metrics). It must not block.
+	OnRetry func()
+}
+
 // newRetry returns the retry policy for r, nil when r allows no retry.
-func newRetry(r config.Retry) retrypolicy.RetryPolicy[probes.Result] {
+func newRetry(r config.Retry, onRetry func()) retrypolicy.RetryPolicy[probes.Result] {
 	if r.MaxRetries <= 0 {
 		return nil
 	}
@@ -84,12 +92,17 @@ func newRetry(r config.Retry) retrypolicy.RetryPolicy[probes.Result] {
 		AbortIf(func(res probes.Result, err error) bool {
 			// Retry sits outside the breaker and sees every attempt: once the breaker rejects, or the rate
 			// limit or the bulkhead says no, retrying only burns attempts. A dependency that asked us to come
-			// back later (Retry-After) is not called again within this execution.
+			// back later (Retry-After) is not called again within this execution, and a failure that a
+			// retry cannot change (a 404, a rejected token) costs it one request.
 			return res.RetryAfter > 0 ||
+				errors.Is(err, probes.ErrPermanent) ||
 				errors.Is(err, circuitbreaker.ErrOpen) ||
 				errors.Is(err, ratelimiter.ErrExceeded) ||
 				errors.Is(err, bulkhead.ErrFull)
 		})
+	if onRetry != nil {
+		b = b.OnRetry(func(failsafe.ExecutionEvent[probes.Result]) { onRetry() })
+	}
 	if r.Backoff > 0 {
 		b = b.WithBackoff(r.Backoff, max(r.MaxBackoff, r.Backoff))
 		if j := min(r.Jitter, 1); j > 0 {
@@ -101,6 +114,7 @@ func newRetry(r config.Retry) retrypolicy.RetryPolicy[probes.Result] {
 
 type guarded struct {
 	probe    probes.Probe
+	source   string
 	breaker  *Breaker // nil: local probe
 	timeout  time.Duration
 	limit    config.RateLimit // zero: none
@@ -157,36 +171,21 @@ func (g *guarded) attempt(ctx context.Context) (res probes.Result, touched bool,
 		return res, true, err
 	}
 
-	cb, gen := g.breaker.circuit()
-	start := time.Now()
-	if !cb.TryAcquirePermit() {
-		rej := g.breaker.rejection(cb)
-		g.breaker.record(gen, Execution{At: start, Outcome: OutcomeRejected, Error: rej.Error()})
-		return probes.Result{}, false, rej
+	call, err := g.breaker.Begin(g.source)
+	if err != nil {
+		return probes.Result{}, false, err
 	}
 	res, err = g.check(ctx)
-	e := Execution{At: start, Duration: time.Since(start), Outcome: OutcomeSuccess}
-
 	switch {
 	case err == nil:
 		// A nil error is a success whatever the Status: a degraded dependency is answering.
-		cb.RecordSuccess()
+		call.Succeed()
 	case ctx.Err() != nil:
-		// The caller gave up (agent stopping, reload): not the dependency's fault, so a closed breaker
-		// does not count the attempt. A half-open breaker lent us one of its few trial permits, and
-		// failsafe-go only takes a permit back with a recorded result: count the interrupted trial as
-		// failed (the breaker stays open a little longer) rather than leak the permit or close the
-		// breaker without evidence.
-		if !cb.IsHalfOpen() {
-			return res, true, err
-		}
-		e.Outcome, e.Error = OutcomeFailure, "trial interrupted: "+err.Error()
-		cb.RecordFailure()
+		// The caller gave up (agent stopping, reload): not the dependency's fault.
+		call.Abandon(err)
 	default:
-		e.Outcome, e.Error = OutcomeFailure, err.Error()
-		cb.RecordFailure()
+		call.Fail(err)
 	}
-	g.breaker.record(gen, e)
 	return res, true, err
 }
 
@@ -236,3 +235,10 @@ func (e *RateLimitedError) Error() string {
 
 // Unwrap makes errors.Is(err, ratelimiter.ErrExceeded) hold.
 func (e *RateLimitedError) Unwrap() error { return ratelimiter.ErrExceeded }
+
+// Limited reports whether err is the agent's own limit turning an execution away before it reached
+// the dependency: the probe's rate limit or the global bulkhead. Such an execution says nothing about
+// the dependency.
+func Limited(err error) bool {
+	return errors.Is(err, ratelimiter.ErrExceeded) || errors.Is(err, bulkhead.ErrFull)
+}

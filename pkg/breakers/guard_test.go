@@ -25,7 +25,7 @@ func TestRetryBacksOffExponentially(t *testing.T) {
 	pol.Retry = config.Retry{MaxRetries: 3, Backoff: 50 * time.Millisecond, MaxBackoff: time.Second, Jitter: 0.2}
 	_, br := oneBreaker(t, pol, nil)
 
-	_, err := Guard(dep.probe(), pol, br, nil).Check(t.Context())
+	_, err := Guard(dep.probe(), pol, br, nil, GuardOptions{}).Check(t.Context())
 	if err == nil || err.Error() != "status 500" {
 		t.Fatalf("err = %v, want the last attempt's own error", err)
 	}
@@ -61,7 +61,7 @@ func TestRetryStops(t *testing.T) {
 			answer:      answerFail,
 			breaker:     config.BreakerPolicy{FailureThreshold: 2, Window: 2, Delay: time.Minute, SuccessThreshold: 1},
 			wantHits:    2,
-			wantErr:     []string{"status 500", `circuit breaker "dep" open, retry in`},
+			wantErr:     []string{"status 500", `circuit breaker "dep" open after 2 failures (last: status 500); next trial in`},
 			wantNotIs:   circuitbreaker.ErrOpen, // the dependency was touched: this is not a pure rejection
 			wantHistory: []string{OutcomeFailure, OutcomeFailure, OutcomeRejected},
 		},
@@ -94,7 +94,7 @@ func TestRetryStops(t *testing.T) {
 			pol.Retry = config.Retry{MaxRetries: 40, Backoff: time.Millisecond, MaxBackoff: time.Hour}
 			_, br := oneBreaker(t, pol, nil)
 
-			o := await(t, async(t.Context(), Guard(dep.probe(), pol, br, nil)))
+			o := await(t, async(t.Context(), Guard(dep.probe(), pol, br, nil, GuardOptions{})))
 			res, err := o.res, o.err
 			if got := dep.hits.Load(); got != tt.wantHits {
 				t.Errorf("%d requests, want %d", got, tt.wantHits)
@@ -131,7 +131,7 @@ func TestTimeoutCutsOffAHangingProbe(t *testing.T) {
 	pol.Timeout = 100 * time.Millisecond
 	_, br := oneBreaker(t, pol, nil)
 
-	o := await(t, async(t.Context(), Guard(dep.probe(), pol, br, nil)))
+	o := await(t, async(t.Context(), Guard(dep.probe(), pol, br, nil, GuardOptions{})))
 	if !errors.Is(o.err, timeout.ErrExceeded) || !errors.Is(o.err, context.DeadlineExceeded) {
 		t.Fatalf("err = %v, want a timeout wrapping the probe's deadline error", o.err)
 	}
@@ -168,7 +168,7 @@ func TestProbeSeesTheAttemptDeadline(t *testing.T) {
 				}
 				left = time.Until(d)
 				return probes.Result{Status: probes.Healthy}, nil
-			}), pol, br, nil)
+			}), pol, br, nil, GuardOptions{})
 			if _, err := p.Check(t.Context()); err != nil {
 				t.Fatal(err)
 			}
@@ -188,7 +188,7 @@ func TestCallerCancellation(t *testing.T) {
 		_, br := oneBreaker(t, pol, nil)
 
 		ctx, cancel := context.WithCancel(t.Context())
-		ch := async(ctx, Guard(dep.probe(), pol, br, nil))
+		ch := async(ctx, Guard(dep.probe(), pol, br, nil, GuardOptions{}))
 		waitFor(t, "the request", func() bool { return dep.hits.Load() == 1 })
 		cancel()
 		if o := await(t, ch); !errors.Is(o.err, context.Canceled) {
@@ -208,7 +208,7 @@ func TestCallerCancellation(t *testing.T) {
 		_, br := oneBreaker(t, pol, nil)
 
 		ctx, cancel := context.WithCancel(t.Context())
-		ch := async(ctx, Guard(dep.probe(), pol, br, nil))
+		ch := async(ctx, Guard(dep.probe(), pol, br, nil, GuardOptions{}))
 		waitFor(t, "the first failure", func() bool { return br.Stats().Failures == 1 })
 		cancel()
 		if o := await(t, ch); !errors.Is(o.err, context.Canceled) {
@@ -224,7 +224,7 @@ func TestCallerCancellation(t *testing.T) {
 		pol := testPolicy()
 		pol.Breaker.Delay = 100 * time.Millisecond
 		_, br := oneBreaker(t, pol, nil)
-		p := Guard(dep.probe(), pol, br, nil)
+		p := Guard(dep.probe(), pol, br, nil, GuardOptions{})
 		openBreaker(t, dep, p, br)
 		waitFor(t, "the retry to be due", func() bool { return br.Stats().RetryDue })
 
@@ -251,7 +251,7 @@ func TestRateLimitRejectsBeyondMax(t *testing.T) {
 	pol.RateLimit = &config.RateLimit{Max: 2, Per: time.Hour}
 	pol.Retry = config.Retry{MaxRetries: 3, Backoff: time.Millisecond}
 	_, br := oneBreaker(t, pol, nil)
-	p := Guard(dep.probe(), pol, br, nil)
+	p := Guard(dep.probe(), pol, br, nil, GuardOptions{})
 
 	for i := range 2 {
 		if _, err := p.Check(t.Context()); err != nil {
@@ -301,7 +301,7 @@ func TestBulkheadBoundsConcurrency(t *testing.T) {
 	})
 	pol := testPolicy()
 	_, br := oneBreaker(t, pol, nil)
-	guardedProbes := []probes.Probe{Guard(probe, pol, br, bh), Guard(probe, pol, nil, bh)}
+	guardedProbes := []probes.Probe{Guard(probe, pol, br, bh, GuardOptions{}), Guard(probe, pol, nil, bh, GuardOptions{})}
 
 	var results []<-chan outcome
 	for i := range callers {
@@ -316,7 +316,7 @@ func TestBulkheadBoundsConcurrency(t *testing.T) {
 	// A caller that cannot wait any longer gives up promptly rather than queueing forever.
 	short, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
 	defer cancel()
-	if _, err := Guard(probe, pol, nil, bh).Check(short); !errors.Is(err, context.DeadlineExceeded) {
+	if _, err := Guard(probe, pol, nil, bh, GuardOptions{}).Check(short); !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("queued caller: err = %v, want its own deadline", err)
 	}
 
@@ -341,7 +341,7 @@ func TestLocalProbeGetsOnlyTimeoutAndBulkhead(t *testing.T) {
 		calls.Add(1)
 		<-ctx.Done() // hangs until the timeout
 		return probes.Result{}, ctx.Err()
-	}), pol, nil, NewBulkhead(1))
+	}), pol, nil, NewBulkhead(1), GuardOptions{})
 
 	for i := range 2 {
 		_, err := p.Check(t.Context())
@@ -360,7 +360,7 @@ func TestLocalProbeGetsOnlyTimeoutAndBulkhead(t *testing.T) {
 func TestPanickingProbeIsAFailure(t *testing.T) {
 	pol := testPolicy()
 	_, br := oneBreaker(t, pol, nil)
-	p := Guard(probes.ProbeFunc(func(context.Context) (probes.Result, error) { panic("boom") }), pol, br, nil)
+	p := Guard(probes.ProbeFunc(func(context.Context) (probes.Result, error) { panic("boom") }), pol, br, nil, GuardOptions{})
 	_, err := p.Check(t.Context())
 	if err == nil || err.Error() != "probe panicked: boom" {
 		t.Fatalf("err = %v", err)
@@ -376,11 +376,11 @@ func BenchmarkGuardSuccess(b *testing.B) {
 		Retry:   config.Retry{MaxRetries: 1, Backoff: 200 * time.Millisecond, MaxBackoff: 2 * time.Second, Jitter: 0.2},
 		Breaker: config.BreakerPolicy{FailureThreshold: 3, Window: 5, Delay: 30 * time.Second, SuccessThreshold: 2},
 	}
-	reg := NewRegistry(nil)
+	reg := NewRegistry(nil, nil)
 	reg.Sync(testConfig(pol, "dep"))
 	p := Guard(probes.ProbeFunc(func(context.Context) (probes.Result, error) {
 		return probes.Result{Status: probes.Healthy}, nil
-	}), pol, reg.Get("dep"), NewBulkhead(4))
+	}), pol, reg.Get("dep"), NewBulkhead(4), GuardOptions{})
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {

@@ -134,7 +134,7 @@ func testConfig(pol config.Policy, names ...string) *config.Config {
 // oneBreaker returns a registry holding the breaker "dep" built from pol.
 func oneBreaker(t *testing.T, pol config.Policy, onTransition func(Transition)) (*Registry, *Breaker) {
 	t.Helper()
-	reg := NewRegistry(onTransition)
+	reg := NewRegistry(onTransition, nil)
 	reg.Sync(testConfig(pol, "dep"))
 	br := reg.Get("dep")
 	if br == nil {

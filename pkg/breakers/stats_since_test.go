@@ -10,7 +10,7 @@ func TestStatsSinceReusesUnchanged(t *testing.T) {
 	dep := newDependency(t)
 	pol := testPolicy()
 	r, br := oneBreaker(t, pol, nil)
-	p := Guard(dep.probe(), pol, br, nil)
+	p := Guard(dep.probe(), pol, br, nil, GuardOptions{})
 	dep.set(answerOK)
 	_, _ = p.Check(t.Context())
 

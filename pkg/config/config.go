@@ -41,6 +41,8 @@ type Policy struct {
 	Retry                   Retry         `mapstructure:"retry"`
 	Breaker                 BreakerPolicy `mapstructure:"breaker"`
 	RateLimit               *RateLimit    `mapstructure:"rateLimit"`
+	// MaxRetryAfter caps how long a dependency's 429 Retry-After may hold the probe back.
+	MaxRetryAfter time.Duration `mapstructure:"maxRetryAfter"`
 }
 
 // Retry is the retry policy around the breaker: exponential backoff with jitter.

@@ -20,6 +20,7 @@ func DefaultPolicy() Policy {
 		SuccessesBeforeHealthy:  1,
 		Retry:                   Retry{MaxRetries: 1, Backoff: 200 * time.Millisecond, MaxBackoff: 2 * time.Second, Jitter: 0.2},
 		Breaker:                 BreakerPolicy{FailureThreshold: 3, Window: 5, Delay: 30 * time.Second, SuccessThreshold: 2},
+		MaxRetryAfter:           time.Hour,
 	}
 }
 
@@ -41,6 +42,7 @@ func builtinDefaults() map[string]any {
 			"timeout":                 p.Timeout,
 			"failuresBeforeUnhealthy": p.FailuresBeforeUnhealthy,
 			"successesBeforeHealthy":  p.SuccessesBeforeHealthy,
+			"maxRetryAfter":           p.MaxRetryAfter,
 			"retry": map[string]any{
 				"maxRetries": p.Retry.MaxRetries,
 				"backoff":    p.Retry.Backoff,

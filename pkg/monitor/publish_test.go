@@ -85,16 +85,16 @@ func TestPublishBurstCoalesced(t *testing.T) {
 	}
 }
 
-// TestRefreshCoalescesFreshness: executions that keep their verdicts are shown by a snapshot at most
-// once per Options.Refresh, not once per tick; the snapshot that shows them has their new lastChecked.
-func TestRefreshCoalescesFreshness(t *testing.T) {
+// TestChangesCoalesced: executions that keep their verdicts are shown, but by at most one snapshot per
+// Options.PublishEvery, and that snapshot has their new lastChecked.
+func TestChangesCoalesced(t *testing.T) {
 	kinds := probes.Registry{"instant": instantKind}
 	pol := config.DefaultPolicy()
 	pol.Interval = 5 * time.Millisecond
-	const tick, refresh = 10 * time.Millisecond, 300 * time.Millisecond
+	const every = 300 * time.Millisecond
 	var executions atomic.Int64
 	m, err := New(loaded(config.Probe{Name: "p", Kind: "instant", Critical: true, Policy: pol}),
-		Options{Kinds: kinds, Tick: tick, Refresh: refresh, OnExecution: func(Execution) { executions.Add(1) }})
+		Options{Kinds: kinds, Tick: 10 * time.Millisecond, PublishEvery: every, OnExecution: func(Execution) { executions.Add(1) }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,11 +110,11 @@ func TestRefreshCoalescesFreshness(t *testing.T) {
 		time.Sleep(time.Millisecond) // polling interval
 	}
 	s1, n1 := m.Snapshot(), executions.Load()
-	if gap := s1.At.Sub(s0.At); gap < refresh-tick/2 {
-		t.Errorf("a freshness-only snapshot came %s after the last one; want at least %s", gap, refresh-tick/2)
+	if gap := s1.At.Sub(s0.At); gap < every {
+		t.Errorf("a snapshot came %s after the last one; want at least %s", gap, every)
 	}
 	if !s1.Check("p").LastChecked.After(s0.Check("p").LastChecked) {
-		t.Errorf("the refreshed snapshot does not show a newer execution")
+		t.Errorf("the new snapshot does not show a newer execution")
 	}
 	if n1-n0 < 2 {
 		t.Errorf("%d executions between two snapshots; want them coalesced", n1-n0)

@@ -19,8 +19,7 @@ import (
 
 const (
 	figmaDefaultURL = "https://api.figma.com"
-	// figmaMaxBody bounds what the probe reads of a response (/v1/me is a few hundred bytes) and of a
-	// token file.
+	// figmaMaxBody bounds what the probe reads of a response (/v1/me is a few hundred bytes).
 	figmaMaxBody = 64 << 10
 	// figmaDefaultRetryAfter applies when a 429 carries no usable Retry-After.
 	figmaDefaultRetryAfter = 60 * time.Second
@@ -34,27 +33,34 @@ var ErrFigmaTokenRejected = errors.New("token rejected")
 
 // figmaOptions are the options of the figma kind.
 type figmaOptions struct {
-	URL       string `mapstructure:"url"`
-	Auth      string `mapstructure:"auth"`
-	TokenEnv  string `mapstructure:"tokenEnv"`
-	TokenFile string `mapstructure:"tokenFile"`
+	URL  string `mapstructure:"url"`
+	Auth string `mapstructure:"auth"`
+	// Token is {env: VAR}, {file: /path}, or both (the variable first, the file when it is unset).
+	Token config.Value `mapstructure:"token"`
+	// TokenEnv and TokenFile are the deprecated spelling of Token; nil when not written.
+	TokenEnv  *string `mapstructure:"tokenEnv"`
+	TokenFile *string `mapstructure:"tokenFile"`
 }
+
+// figmaDefaultToken is where the token comes from when the config does not say.
+var figmaDefaultToken = config.Value{Env: "FIGMA_TOKEN"}
 
 // figmaProbe asks Figma who the token belongs to (GET /v1/me): the cheapest call that proves the API is
 // up and the token is accepted.
 type figmaProbe struct {
-	endpoint  string // {url}/v1/me
-	insecure  bool   // plain http to a host that is not loopback
-	oauth     bool
-	tokenEnv  string
-	tokenFile string
-	lookup    func(string) (string, bool)
-	client    *http.Client
-	now       func() time.Time
+	endpoint string // {url}/v1/me
+	insecure bool   // plain http to a host that is not loopback
+	oauth    bool
+	tokenRef config.Value // env and/or file, resolved at every check
+	// deprecated is the warning for tokenEnv/tokenFile, naming the token form that replaces them.
+	deprecated string
+	lookup     func(string) (string, bool)
+	client     *http.Client
+	now        func() time.Time
 }
 
 func newFigma(spec Spec) (Probe, error) {
-	o := figmaOptions{URL: figmaDefaultURL, Auth: "personal", TokenEnv: "FIGMA_TOKEN"}
+	o := figmaOptions{URL: figmaDefaultURL, Auth: "personal"}
 	if err := config.DecodeOptions(spec.Options, &o); err != nil {
 		return nil, err
 	}
@@ -80,8 +86,9 @@ func newFigma(spec Spec) (Probe, error) {
 	default:
 		errs = append(errs, config.Errorf("auth", "must be personal (X-Figma-Token) or oauth (Authorization: Bearer), got %q", o.Auth))
 	}
-	if o.TokenEnv == "" && o.TokenFile == "" {
-		errs = append(errs, config.Errorf("tokenEnv", "set tokenEnv or tokenFile: the token is never written in the config"))
+	token, deprecated, err := figmaTokenOption(o, hasOption(spec.Options, "token"))
+	if err != nil {
+		errs = append(errs, err)
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
@@ -98,12 +105,12 @@ func newFigma(spec Spec) (Probe, error) {
 		tr = c
 	}
 	return &figmaProbe{
-		endpoint:  endpoint,
-		insecure:  insecure,
-		oauth:     o.Auth == "oauth",
-		tokenEnv:  o.TokenEnv,
-		tokenFile: o.TokenFile,
-		lookup:    lookup,
+		endpoint:   endpoint,
+		insecure:   insecure,
+		oauth:      o.Auth == "oauth",
+		tokenRef:   token,
+		deprecated: deprecated,
+		lookup:     lookup,
 		client: &http.Client{
 			Transport: tr,
 			// Never follow a redirect: X-Figma-Token is not stripped on a cross-host redirect.
@@ -111,6 +118,58 @@ func newFigma(spec Spec) (Probe, error) {
 		},
 		now: time.Now,
 	}, nil
+}
+
+// figmaTokenOption returns where the token comes from: `token` (written says the key is there, even
+// as `token: {}`), the deprecated tokenEnv/tokenFile (with the warning that names the form replacing
+// them), or FIGMA_TOKEN when neither is written.
+func figmaTokenOption(o figmaOptions, written bool) (token config.Value, deprecated string, err error) {
+	legacy := o.TokenEnv != nil || o.TokenFile != nil
+	switch {
+	case written && legacy:
+		return token, "", config.Errorf("token", "set token or the deprecated tokenEnv/tokenFile, not both")
+	case written:
+		if err := o.Token.ValidateSecret(); err != nil {
+			return token, "", config.Errorf("token", "%v", err)
+		}
+		if o.Token.Prefix != "" {
+			return token, "", config.Errorf("token.prefix", "not used by the figma kind: auth chooses the header (personal: X-Figma-Token, oauth: Authorization: Bearer)")
+		}
+		return o.Token, "", nil
+	case !legacy:
+		return figmaDefaultToken, "", nil
+	}
+	// tokenEnv defaulted to FIGMA_TOKEN when only tokenFile was written.
+	token = config.Value{Env: figmaDefaultToken.Env}
+	key := "tokenFile"
+	if o.TokenEnv != nil {
+		token.Env, key = strings.TrimSpace(*o.TokenEnv), "tokenEnv"
+	}
+	if o.TokenFile != nil {
+		token.File = strings.TrimSpace(*o.TokenFile)
+	}
+	if token.Env == "" && token.File == "" {
+		return token, "", config.Errorf("tokenEnv", "set tokenEnv or tokenFile: the token is never written in the config")
+	}
+	var form []string
+	if token.Env != "" {
+		form = append(form, "env: "+token.Env)
+	}
+	if token.File != "" {
+		form = append(form, "file: "+token.File)
+	}
+	return token, fmt.Sprintf("%s: tokenEnv and tokenFile are deprecated; write token: {%s} instead", key, strings.Join(form, ", ")), nil
+}
+
+// hasOption reports whether options hold key with a value (option keys match case-insensitively; null
+// means not set).
+func hasOption(options map[string]any, key string) bool {
+	for k, v := range options {
+		if strings.EqualFold(k, key) && v != nil {
+			return true
+		}
+	}
+	return false
 }
 
 func figmaIsLoopback(host string) bool {
@@ -121,9 +180,13 @@ func figmaIsLoopback(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// Warnings reports a token that is not there yet and a token that would travel in clear.
+// Warnings reports a token that is not there yet, a token that would travel in clear, and the
+// deprecated tokenEnv/tokenFile.
 func (p *figmaProbe) Warnings() []string {
 	var out []string
+	if p.deprecated != "" {
+		out = append(out, p.deprecated)
+	}
 	if _, _, err := p.token(); err != nil {
 		out = append(out, fmt.Sprintf("figma: %v; the probe reports unhealthy until it is", err))
 	}
@@ -136,38 +199,11 @@ func (p *figmaProbe) Warnings() []string {
 // token reads the token now, so a rotated or late-mounted Secret is picked up: the variable first, the
 // file when the variable is unset or empty. source names where it came from, never what it is.
 func (p *figmaProbe) token() (token, source string, err error) {
-	if p.tokenEnv != "" {
-		if v, ok := p.lookup(p.tokenEnv); ok && strings.TrimSpace(v) != "" {
-			return p.checkToken(strings.TrimSpace(v), "env "+p.tokenEnv)
-		}
-	}
-	if p.tokenFile == "" {
-		return "", "", fmt.Errorf("%w: no Figma token: set the environment variable %s", config.ErrSecretAbsent, p.tokenEnv)
-	}
-	want := "mount the Secret at " + p.tokenFile
-	if p.tokenEnv != "" {
-		want = "set the environment variable " + p.tokenEnv + " or " + want
-	}
-	f, err := os.Open(p.tokenFile)
-	if errors.Is(err, os.ErrNotExist) {
-		return "", "", fmt.Errorf("%w: no Figma token: %s", config.ErrSecretAbsent, want)
-	}
+	t, source, err := p.tokenRef.ResolveSource(p.lookup)
 	if err != nil {
-		return "", "", fmt.Errorf("read Figma token file %s: %w", p.tokenFile, errors.Unwrap(err))
+		return "", "", fmt.Errorf("no Figma token: %w", err)
 	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, figmaMaxBody+1))
-	switch {
-	case err != nil:
-		return "", "", fmt.Errorf("read Figma token file %s: %w", p.tokenFile, err)
-	case len(b) > figmaMaxBody:
-		return "", "", fmt.Errorf("Figma token file %s is larger than %d KiB: not a token", p.tokenFile, figmaMaxBody>>10)
-	}
-	t := strings.TrimSpace(string(b))
-	if t == "" {
-		return "", "", fmt.Errorf("%w: no Figma token: the file %s is empty (%s)", config.ErrSecretAbsent, p.tokenFile, want)
-	}
-	return p.checkToken(t, "file "+p.tokenFile)
+	return p.checkToken(strings.TrimSpace(t), source)
 }
 
 // checkToken rejects what cannot be sent as a header value, naming the source, not the value (net/http
