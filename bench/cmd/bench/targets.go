@@ -19,7 +19,6 @@ import (
 
 	"github.com/health-agent/health-agent/pkg/agent"
 	"github.com/health-agent/health-agent/pkg/api"
-	"github.com/health-agent/health-agent/pkg/config"
 )
 
 // probeConfig is an agent config with n critical tcp probes spread over deps, every one at interval
