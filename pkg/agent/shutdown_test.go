@@ -142,10 +142,17 @@ func TestShutdownWithAStuckReload(t *testing.T) {
 	}
 }
 
-// stuckProbe ignores its context, as a probe blocked in a system call would.
-type stuckProbe struct{ release <-chan struct{} }
+// stuckProbe ignores its context, as a probe blocked in a system call would. It says when it is in.
+type stuckProbe struct {
+	entered chan<- struct{}
+	release <-chan struct{}
+}
 
 func (p stuckProbe) Check(context.Context) (probes.Result, error) {
+	select {
+	case p.entered <- struct{}{}:
+	default:
+	}
 	<-p.release
 	return probes.Result{}, nil
 }
@@ -153,21 +160,21 @@ func (p stuckProbe) Check(context.Context) (probes.Result, error) {
 // TestShutdownWithAStuckProbe: a probe that ignores its cancellation does not keep the agent from
 // stopping within the bound; the warning names the probes.
 func TestShutdownWithAStuckProbe(t *testing.T) {
-	release := make(chan struct{})
+	release, entered := make(chan struct{}), make(chan struct{}, 1)
 	t.Cleanup(func() { close(release) })
 	kinds := probes.Registry{
-		"stuck":  {New: func(probes.Spec) (probes.Probe, error) { return stuckProbe{release}, nil }},
+		"stuck":  {New: func(probes.Spec) (probes.Probe, error) { return stuckProbe{entered, release}, nil }},
 		"config": probes.Kinds["config"],
 	}
 	path := filepath.Join(t.TempDir(), "agent.yaml")
-	write(t, path, fmt.Sprintf("server: { shutdownDelay: 0s }\ndefaults: { interval: 50ms, timeout: 100ms }\nprobes:\n  - { name: hung, kind: stuck }\n  - { name: config, kind: config }\n"))
+	write(t, path, "server: { shutdownDelay: 0s }\ndefaults: { interval: 50ms, timeout: 100ms }\nprobes:\n  - { name: hung, kind: stuck }\n  - { name: config, kind: config }\n")
 	logs := &testkit.SyncBuffer{}
-	a, _, cancel, done := runWith(t, path, kinds, func(o *Options) { o.Logger = slog.New(slog.NewJSONHandler(logs, nil)) })
-	// The probe is stuck once its execution has outlived its timeout.
-	testkit.Eventually(t, 20*time.Second, func() bool {
-		c := a.Monitor().Snapshot().Check("config")
-		return c != nil && c.Status == probes.Healthy
-	}, "the agent runs its probes")
+	_, _, cancel, done := runWith(t, path, kinds, func(o *Options) { o.Logger = slog.New(slog.NewJSONHandler(logs, nil)) })
+	select {
+	case <-entered:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the stuck probe never ran")
+	}
 
 	stopped := time.Now()
 	cancel()
