@@ -44,6 +44,8 @@ type Options struct {
 	// MonitorOptions are passed on to monitor.New (its Logger, Version, Kinds, LookupEnv, Tick are
 	// filled from these Options).
 	MonitorOptions monitor.Options
+	// Load reads the config again for a reload (default: LoadConfig of ConfigPath, Kinds, LookupEnv).
+	Load func() (*config.Loaded, error)
 }
 
 // LoadConfig loads path, or the embedded default config when path is empty.
@@ -67,8 +69,8 @@ type Agent struct {
 	token   atomic.Pointer[string]
 	reload  sync.Mutex
 	addr    atomic.Pointer[string]
-	// started are the settings fixed at start (the listener, the HTTP server's limits, the probe
-	// bulkhead): a reload that changes one is applied otherwise, with a warning naming it.
+	// started are the settings fixed at start (the listener, the probe bulkhead): a reload that
+	// changes one is applied otherwise, with a warning naming it.
 	started []setting
 }
 
@@ -81,11 +83,6 @@ func restartSettings(c *config.Config, listen string) []setting {
 	s := c.Server
 	return []setting{
 		{"server.listen", cmp.Or(listen, s.Listen)},
-		{"server.readHeaderTimeout", s.ReadHeaderTimeout.String()},
-		{"server.readTimeout", s.ReadTimeout.String()},
-		{"server.writeTimeout", s.WriteTimeout.String()},
-		{"server.idleTimeout", s.IdleTimeout.String()},
-		{"server.maxHeaderBytes", strconv.Itoa(s.MaxHeaderBytes)},
 		{"scheduler.maxConcurrentProbes", strconv.Itoa(c.Scheduler.MaxConcurrentProbes)},
 	}
 }
@@ -97,6 +94,9 @@ func New(loaded *config.Loaded, opts Options) (*Agent, error) {
 	}
 	if opts.Kinds == nil {
 		opts.Kinds = probes.Kinds
+	}
+	if opts.Load == nil {
+		opts.Load = func() (*config.Loaded, error) { return LoadConfig(opts.ConfigPath, opts.Kinds, opts.LookupEnv) }
 	}
 	mo := opts.MonitorOptions
 	mo.Logger, mo.Version, mo.Kinds, mo.LookupEnv = opts.Logger, opts.Version, opts.Kinds, opts.LookupEnv
@@ -118,11 +118,7 @@ func New(loaded *config.Loaded, opts Options) (*Agent, error) {
 	if opts.Page != nil {
 		ho.Page = opts.Page(m, a.Token)
 	}
-	srv := loaded.Config.Server
-	if opts.Listen != "" {
-		srv.Listen = opts.Listen
-	}
-	a.server = api.NewServer(srv, api.NewHandler(m, ho), opts.Logger)
+	a.server = api.NewServer(cmp.Or(opts.Listen, loaded.Config.Server.Listen), api.NewHandler(m, ho), opts.Logger)
 	return a, nil
 }
 
@@ -150,9 +146,17 @@ func (a *Agent) Addr() string {
 	return ""
 }
 
-// Run listens, probes and serves until ctx is done, then drains: /readyz fails at once, the server keeps
-// answering for server.shutdownDelay, then shuts down gracefully and the probes stop. Each value on
-// reloads triggers a config reload. It returns nil after a clean shutdown.
+// stopBudget is how long, after server.shutdownDelay, the agent gives the server to finish the
+// requests in flight and the probes to stop. Past it the server is closed and Run returns even if a
+// probe ignores its cancellation (stuck on I/O), so SIGTERM always ends the process within
+// shutdownDelay + 5 s.
+const stopBudget = 4 * time.Second
+
+// Run listens, probes and serves until ctx is done, then drains: /readyz and /api/health fail at once,
+// the server keeps answering for server.shutdownDelay, then shuts down gracefully and the probes stop.
+// Each value on reloads requests a config reload; reloads run one at a time off the loop, and requests
+// that come while one runs make one more, so a reload stuck on I/O never delays the shutdown. It
+// returns nil after a clean shutdown, and within shutdownDelay + 5 s of ctx being done.
 func (a *Agent) Run(ctx context.Context, reloads <-chan struct{}) error {
 	ln, err := net.Listen("tcp", a.server.Addr)
 	if err != nil {
@@ -165,10 +169,25 @@ func (a *Agent) Run(ctx context.Context, reloads <-chan struct{}) error {
 		"probes", len(loaded.Config.Probes), "version", a.opts.Version)
 
 	mctx, stopMonitor := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopMonitor()
 	monitorDone := make(chan error, 1)
 	go func() { monitorDone <- a.monitor.Run(mctx) }()
 	serveDone := make(chan error, 1)
 	go func() { serveDone <- a.server.Serve(ln) }()
+	// The reloader: a goroutine of its own, so that the loop below always sees ctx.Done.
+	pending := make(chan struct{}, 1)
+	reloaderDone := make(chan struct{})
+	go func() {
+		defer close(reloaderDone)
+		for {
+			select {
+			case <-mctx.Done():
+				return
+			case <-pending:
+				_ = a.Reload(mctx)
+			}
+		}
+	}()
 
 	var runErr error
 loop:
@@ -177,7 +196,10 @@ loop:
 		case <-ctx.Done():
 			break loop
 		case <-reloads:
-			_ = a.Reload(ctx)
+			select {
+			case pending <- struct{}{}:
+			default: // one is pending already: it reads the config as it is when it runs
+			}
 		case err := <-serveDone:
 			runErr = fmt.Errorf("serve: %w", err)
 			serveDone = nil
@@ -198,8 +220,11 @@ loop:
 			serveDone = nil
 		}
 	}
+	// The server's shutdown and the probes' stop share the budget, side by side.
+	deadline := time.Now().Add(stopBudget)
+	stopMonitor()
 	if serveDone != nil {
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		sctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
 		if err := a.server.Shutdown(sctx); err != nil {
 			a.log.Warn("graceful shutdown cut short", "err", err)
 			_ = a.server.Close()
@@ -209,8 +234,26 @@ loop:
 			runErr = fmt.Errorf("serve: %w", err)
 		}
 	}
-	stopMonitor()
-	<-monitorDone
+	left := time.NewTimer(time.Until(deadline))
+	defer left.Stop()
+	for monitorDone != nil || reloaderDone != nil {
+		select {
+		case <-monitorDone:
+			monitorDone = nil
+		case <-reloaderDone:
+			reloaderDone = nil
+		case <-left.C:
+			if monitorDone != nil {
+				a.log.Warn("probes did not stop: a probe ignores its cancellation (stuck on I/O?); exiting anyway",
+					"waited", stopBudget)
+			}
+			if reloaderDone != nil {
+				a.log.Warn("a config reload did not finish (stuck reading the config?); exiting anyway",
+					"waited", stopBudget)
+			}
+			return runErr
+		}
+	}
 	if runErr == nil {
 		a.log.Info("health-agent stopped")
 	}
@@ -223,7 +266,7 @@ loop:
 func (a *Agent) Reload(ctx context.Context) error {
 	a.reload.Lock()
 	defer a.reload.Unlock()
-	loaded, err := LoadConfig(a.opts.ConfigPath, a.opts.Kinds, a.opts.LookupEnv)
+	loaded, err := a.opts.Load()
 	// After a rejected reload, the running config coming back (a rollback) is applied, not skipped, so
 	// that the config check stops reporting the rejection.
 	last := a.monitor.ConfigInfo().LastReload

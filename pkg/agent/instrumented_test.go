@@ -8,7 +8,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/health-agent/health-agent/internal/testkit"
 	"github.com/health-agent/health-agent/pkg/breakers"
 	"github.com/health-agent/health-agent/pkg/monitor"
 )
@@ -37,7 +39,7 @@ func TestInstrumentedHooks(t *testing.T) {
 		`health_agent_probe_retries_total{probe="config"}`:                      3,
 		`health_agent_probe_flaps_total{probe="config"}`:                        1,
 	}
-	waitUntil(t, "the hooks' counts on /metrics", func() bool {
+	testkit.Eventually(t, 20*time.Second, func() bool {
 		resp, err := http.Get("http://" + r.agent.Addr() + "/metrics")
 		if err != nil {
 			return false
@@ -56,5 +58,5 @@ func TestInstrumentedHooks(t *testing.T) {
 			}
 		}
 		return true
-	})
+	}, "the hooks' counts on /metrics")
 }

@@ -13,18 +13,15 @@ type Config struct {
 	Probes    []Probe   `mapstructure:"probes"`
 }
 
-// Server configures the HTTP server.
+// Server configures the HTTP server. Its timeouts, header size and connection cap are fixed in
+// pkg/api, not configured.
 type Server struct {
 	Listen        string        `mapstructure:"listen"`
 	ShutdownDelay time.Duration `mapstructure:"shutdownDelay"`
 	// DetailsToken, when set, is required as "Authorization: Bearer <token>" on the detail endpoints
-	// and /metrics. Reference it with ${VAR} rather than writing it in the file.
-	DetailsToken      string        `mapstructure:"detailsToken"`
-	ReadHeaderTimeout time.Duration `mapstructure:"readHeaderTimeout"`
-	ReadTimeout       time.Duration `mapstructure:"readTimeout"`
-	WriteTimeout      time.Duration `mapstructure:"writeTimeout"`
-	IdleTimeout       time.Duration `mapstructure:"idleTimeout"`
-	MaxHeaderBytes    int           `mapstructure:"maxHeaderBytes"`
+	// and /metrics, and to see reasons on the kube endpoints. Reference it with ${VAR} rather than
+	// writing it in the file.
+	DetailsToken string `mapstructure:"detailsToken"`
 }
 
 // Scheduler configures how probes are run.

@@ -6,11 +6,6 @@ import "time"
 const (
 	DefaultListen              = ":3008"
 	DefaultShutdownDelay       = 5 * time.Second
-	DefaultReadHeaderTimeout   = 5 * time.Second
-	DefaultReadTimeout         = 10 * time.Second
-	DefaultWriteTimeout        = 10 * time.Second
-	DefaultIdleTimeout         = 60 * time.Second
-	DefaultMaxHeaderBytes      = 16 << 10
 	DefaultMaxConcurrentProbes = 16
 	DefaultSchedulerJitter     = 0.1
 )
@@ -35,13 +30,8 @@ func builtinDefaults() map[string]any {
 	p := DefaultPolicy()
 	return map[string]any{
 		"server": map[string]any{
-			"listen":            DefaultListen,
-			"shutdownDelay":     DefaultShutdownDelay,
-			"readHeaderTimeout": DefaultReadHeaderTimeout,
-			"readTimeout":       DefaultReadTimeout,
-			"writeTimeout":      DefaultWriteTimeout,
-			"idleTimeout":       DefaultIdleTimeout,
-			"maxHeaderBytes":    DefaultMaxHeaderBytes,
+			"listen":        DefaultListen,
+			"shutdownDelay": DefaultShutdownDelay,
 		},
 		"scheduler": map[string]any{
 			"maxConcurrentProbes": DefaultMaxConcurrentProbes,

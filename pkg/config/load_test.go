@@ -238,9 +238,7 @@ func TestBuiltinDefaults(t *testing.T) {
 	l := mustLoad(t, "probes:\n  - {name: db, kind: tcp}\n", nil)
 	c := l.Config
 	wantServer := Server{
-		Listen: ":3008", ShutdownDelay: 5 * time.Second, ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second, IdleTimeout: 60 * time.Second,
-		MaxHeaderBytes: 16384,
+		Listen: ":3008", ShutdownDelay: 5 * time.Second,
 	}
 	if c.Server != wantServer {
 		t.Errorf("server = %+v, want %+v", c.Server, wantServer)

@@ -96,13 +96,6 @@ func (v *validation) server(s Server) {
 	if s.ShutdownDelay < 0 {
 		v.fail("server.shutdownDelay", "must be >= 0, got %s", s.ShutdownDelay)
 	}
-	v.positive("server.readHeaderTimeout", s.ReadHeaderTimeout)
-	v.positive("server.readTimeout", s.ReadTimeout)
-	v.positive("server.writeTimeout", s.WriteTimeout)
-	v.positive("server.idleTimeout", s.IdleTimeout)
-	if s.MaxHeaderBytes <= 0 {
-		v.fail("server.maxHeaderBytes", "must be > 0, got %d", s.MaxHeaderBytes)
-	}
 }
 
 func (v *validation) scheduler(s Scheduler) {
