@@ -20,6 +20,7 @@ import (
 	"github.com/health-agent/health-agent/pkg/config"
 	"github.com/health-agent/health-agent/pkg/monitor"
 	"github.com/health-agent/health-agent/pkg/probes"
+	"github.com/health-agent/health-agent/pkg/redact"
 )
 
 // Options configure an Agent.
@@ -64,6 +65,7 @@ type Agent struct {
 	opts    Options
 	log     *slog.Logger
 	monitor *monitor.Monitor
+	secrets *redact.Secrets // the secrets hidden from every text a dependency sends
 	server  *http.Server
 	current atomic.Pointer[config.Loaded]
 	token   atomic.Pointer[string]
@@ -98,16 +100,26 @@ func New(loaded *config.Loaded, opts Options) (*Agent, error) {
 	if opts.Load == nil {
 		opts.Load = func() (*config.Loaded, error) { return LoadConfig(opts.ConfigPath, opts.Kinds, opts.LookupEnv) }
 	}
+	if opts.Listen != "" {
+		// --listen overrides server.listen: a critical probe aimed at that port is as wrong.
+		if err := loaded.Config.CheckSelfTargets(opts.Kinds, opts.Listen); err != nil {
+			return nil, err
+		}
+	}
 	mo := opts.MonitorOptions
 	mo.Logger, mo.Version, mo.Kinds, mo.LookupEnv = opts.Logger, opts.Version, opts.Kinds, opts.LookupEnv
 	if opts.Tick > 0 {
 		mo.Tick = opts.Tick
 	}
+	if mo.Secrets == nil {
+		// One set for the agent's life: secrets resolved before a reload stay hidden after it.
+		mo.Secrets = &redact.Secrets{}
+	}
 	m, err := monitor.New(loaded, mo)
 	if err != nil {
 		return nil, fmt.Errorf("build probes: %w", err)
 	}
-	a := &Agent{opts: opts, log: opts.Logger, monitor: m, started: restartSettings(loaded.Config, opts.Listen)}
+	a := &Agent{opts: opts, log: opts.Logger, monitor: m, secrets: mo.Secrets, started: restartSettings(loaded.Config, opts.Listen)}
 	a.current.Store(loaded)
 	a.setToken(loaded)
 
@@ -136,6 +148,9 @@ func (a *Agent) Token() string {
 func (a *Agent) setToken(l *config.Loaded) {
 	t := l.Config.Server.DetailsToken
 	a.token.Store(&t)
+	if len(t) >= redact.MinRun {
+		a.secrets.Add(t) // a dependency echoing it must not show it
+	}
 }
 
 // Addr returns the address the server listens on, once it does.
@@ -273,6 +288,9 @@ func (a *Agent) Reload(ctx context.Context) error {
 	if err == nil && loaded.SHA256 == a.current.Load().SHA256 && (last.At.IsZero() || last.Success) {
 		a.log.Info("config unchanged, nothing to reload", "sha256", loaded.SHA256)
 		return nil
+	}
+	if err == nil && a.opts.Listen != "" {
+		err = loaded.Config.CheckSelfTargets(a.opts.Kinds, a.opts.Listen)
 	}
 	if err == nil {
 		err = a.monitor.Reload(ctx, loaded)

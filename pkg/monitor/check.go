@@ -57,9 +57,6 @@ type check struct {
 	retries   atomic.Int32  // retries made by the execution in flight (see GuardOptions.OnRetry)
 	first     chan struct{} // closed after the first execution; dependents' first runs wait for it
 	firstOnce sync.Once
-	// inFirstRound: the check was in the config Run started with (see Monitor.FirstRound). Set before
-	// its goroutine starts.
-	inFirstRound bool
 }
 
 // Point is one verdict on a probe's timeline.

@@ -113,13 +113,9 @@ type Monitor struct {
 	breakerMu      sync.Mutex
 	closedBreakers []string
 	openedBreakers []string
-	// firstRound is closed once every probe Run started with has finished its first execution (or
-	// was stopped before it); firstPending counts those still to finish.
-	firstRound   chan struct{}
-	firstPending atomic.Int64
-	phase        float64 // where this monitor's execution slots start, as a fraction of a slot (see coalesce)
-	running      atomic.Bool
-	stopped      chan struct{} // closed when Run returns
+	phase          float64 // where this monitor's execution slots start, as a fraction of a slot (see coalesce)
+	running        atomic.Bool
+	stopped        chan struct{} // closed when Run returns
 }
 
 type reloadRequest struct {
@@ -146,15 +142,14 @@ func New(loaded *config.Loaded, opts Options) (*Monitor, error) {
 		opts.Secrets = &redact.Secrets{}
 	}
 	m := &Monitor{
-		opts:       opts,
-		log:        opts.Logger,
-		startedAt:  time.Now(),
-		checks:     map[string]*check{},
-		reloads:    make(chan reloadRequest),
-		changed:    make(chan struct{}, 1),
-		stopped:    make(chan struct{}),
-		firstRound: make(chan struct{}),
-		phase:      rand.Float64(),
+		opts:      opts,
+		log:       opts.Logger,
+		startedAt: time.Now(),
+		checks:    map[string]*check{},
+		reloads:   make(chan reloadRequest),
+		changed:   make(chan struct{}, 1),
+		stopped:   make(chan struct{}),
+		phase:     rand.Float64(),
 	}
 	m.breakers = breakers.NewRegistry(m.onBreakerTransition, opts.OnBreakerCall)
 	m.heartbeat.Store(m.startedAt.UnixNano())
@@ -268,12 +263,7 @@ func (m *Monitor) Run(ctx context.Context) error {
 	m.mu.Lock()
 	initial := slices.Clone(m.ordered)
 	m.mu.Unlock()
-	m.firstPending.Store(int64(len(initial)))
-	if len(initial) == 0 {
-		close(m.firstRound)
-	}
 	for _, c := range initial {
-		c.inFirstRound = true
 		start(c)
 	}
 
@@ -420,17 +410,8 @@ func (m *Monitor) executeOnOwnStack(ctx context.Context, c *check) {
 
 // firstDone marks c's first execution finished (or abandoned), once.
 func (m *Monitor) firstDone(c *check) {
-	c.firstOnce.Do(func() {
-		close(c.first)
-		if c.inFirstRound && m.firstPending.Add(-1) == 0 {
-			close(m.firstRound)
-		}
-	})
+	c.firstOnce.Do(func() { close(c.first) })
 }
-
-// FirstRound is closed once every probe of the config Run started with has finished its first
-// execution (or was stopped before it): the agent's start-up work is done.
-func (m *Monitor) FirstRound() <-chan struct{} { return m.firstRound }
 
 func (m *Monitor) jitter() float64 {
 	m.mu.Lock()

@@ -12,7 +12,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -34,6 +33,9 @@ var ErrBodyTooLarge = errors.New("body too large")
 // than this is misconfigured, and following further would only hide it.
 const maxRedirects = 3
 
+// maxCABytes bounds a caFile: a full public bundle is about 200 KB.
+const maxCABytes = 1 << 20
+
 // TLSOptions are the `tls` options of an HTTP-speaking kind.
 type TLSOptions struct {
 	// CAFile is a PEM bundle that replaces the system roots (a private CA). It is read once, when the
@@ -48,7 +50,7 @@ func (o TLSOptions) tlsConfig() (*tls.Config, error) {
 	if o.CAFile == "" {
 		return c, nil
 	}
-	pem, err := os.ReadFile(o.CAFile)
+	pem, err := config.ReadFile(o.CAFile, maxCABytes)
 	if err != nil {
 		return nil, config.Errorf("caFile", "cannot read %q: %v", o.CAFile, errors.Unwrap(err))
 	}

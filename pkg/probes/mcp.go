@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/health-agent/health-agent/pkg/config"
 	"github.com/health-agent/health-agent/pkg/redact"
+	"github.com/health-agent/health-agent/pkg/version"
 )
 
 // mcpProtocolVersion is the protocol version the probe asks for. It is pinned because the SDK's default
@@ -137,7 +137,7 @@ func newMCP(spec Spec) (Probe, error) {
 		headers:  headers,
 		lookup:   spec.Env.LookupEnv,
 		shared:   spec.Env.Secrets,
-		client: mcp.NewClient(&mcp.Implementation{Name: "health-agent", Version: mcpAgentVersion()},
+		client: mcp.NewClient(&mcp.Implementation{Name: "health-agent", Version: version.String()},
 			// Advertise nothing: the probe serves no roots, sampling or elicitation.
 			&mcp.ClientOptions{Capabilities: &mcp.ClientCapabilities{}}),
 		closeGrace: mcpCloseGrace,
@@ -164,14 +164,6 @@ func mcpParseURL(raw string) (*url.URL, error) {
 		return nil, errors.New("must not carry credentials (user:password@); send them in headers, from env or file")
 	}
 	return u, nil
-}
-
-// mcpAgentVersion is the clientInfo.version the probe announces.
-func mcpAgentVersion() string {
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		return bi.Main.Version
-	}
-	return "dev"
 }
 
 // Warnings reports header secrets that are not there yet: the probe will fail until they are.
