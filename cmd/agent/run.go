@@ -188,7 +188,7 @@ func sourceName(path string) string {
 // loadConfig loads the config at path (the embedded default when empty), printing every problem of a
 // bad one to stderr.
 func loadConfig(stderr io.Writer, path string, lookup func(string) (string, bool)) (*config.Loaded, bool) {
-	loaded, err := agent.LoadConfig(path, probes.Kinds, lookup)
+	loaded, err := agent.LoadConfig(path, nil, lookup)
 	if err != nil {
 		printConfigError(stderr, sourceName(path), err)
 		return nil, false

@@ -33,7 +33,7 @@ type Options struct {
 	Version string
 	// LookupEnv resolves ${VAR} in the config and secrets (default os.LookupEnv).
 	LookupEnv func(string) (string, bool)
-	// Kinds is the probe registry (default probes.Kinds).
+	// Kinds is the probe registry (default monitor.Kinds()).
 	Kinds probes.Registry
 	// Tick is the monitor's housekeeping period (default 1s).
 	Tick time.Duration
@@ -52,7 +52,7 @@ type Options struct {
 // LoadConfig loads path, or the embedded default config when path is empty.
 func LoadConfig(path string, kinds probes.Registry, lookup func(string) (string, bool)) (*config.Loaded, error) {
 	if kinds == nil {
-		kinds = probes.Kinds
+		kinds = monitor.Kinds()
 	}
 	if path == "" {
 		return config.Load(configs.DefaultName, configs.Default, kinds, lookup)
@@ -95,7 +95,7 @@ func New(loaded *config.Loaded, opts Options) (*Agent, error) {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	if opts.Kinds == nil {
-		opts.Kinds = probes.Kinds
+		opts.Kinds = monitor.Kinds()
 	}
 	if opts.Load == nil {
 		opts.Load = func() (*config.Loaded, error) { return LoadConfig(opts.ConfigPath, opts.Kinds, opts.LookupEnv) }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/health-agent/health-agent/internal/testkit"
 	"github.com/health-agent/health-agent/pkg/config"
+	"github.com/health-agent/health-agent/pkg/monitor"
 	"github.com/health-agent/health-agent/pkg/probes"
 )
 
@@ -164,7 +165,7 @@ func TestShutdownWithAStuckProbe(t *testing.T) {
 	t.Cleanup(func() { close(release) })
 	kinds := probes.Registry{
 		"stuck":  {New: func(probes.Spec) (probes.Probe, error) { return stuckProbe{entered, release}, nil }},
-		"config": probes.Kinds["config"],
+		"config": monitor.Kinds()["config"],
 	}
 	path := filepath.Join(t.TempDir(), "agent.yaml")
 	write(t, path, "server: { shutdownDelay: 0s }\ndefaults: { interval: 50ms, timeout: 100ms }\nprobes:\n  - { name: hung, kind: stuck }\n  - { name: config, kind: config }\n")

@@ -186,10 +186,10 @@ type detailedData struct {
 }
 
 type configJSON struct {
-	Source     string         `json:"source"`
-	SHA256     string         `json:"sha256"`
-	LoadedAt   time.Time      `json:"loadedAt"`
-	LastReload *probes.Reload `json:"lastReload"` // null until a reload has been attempted
+	Source     string          `json:"source"`
+	SHA256     string          `json:"sha256"`
+	LoadedAt   time.Time       `json:"loadedAt"`
+	LastReload *monitor.Reload `json:"lastReload"` // null until a reload has been attempted
 }
 
 type containerJSON struct {
@@ -210,7 +210,7 @@ func (d *documents) detailedDoc() ([]byte, int) {
 			ShuttingDown: s.ShuttingDown,
 			Status:       Status(s),
 		}
-		if r := s.Config.LastReload; r != (probes.Reload{}) {
+		if r := s.Config.LastReload; r != (monitor.Reload{}) {
 			out.Config.LastReload = &r
 		}
 		for i := range s.Checks {

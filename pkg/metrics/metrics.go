@@ -295,7 +295,7 @@ func (c *collector) collectSnapshot(ch chan<- prometheus.Metric, s *monitor.Snap
 	}
 	gauge(c.ready, bool01(s.Ready()))
 	// The initial load succeeded, or the agent would not run: no reload attempted yet counts as success.
-	gauge(c.reloadOK, bool01(s.Config.LastReload == (probes.Reload{}) || s.Config.LastReload.Success))
+	gauge(c.reloadOK, bool01(s.Config.LastReload == (monitor.Reload{}) || s.Config.LastReload.Success))
 	loaded := s.Config.LoadedAt
 	if loaded.IsZero() {
 		loaded = s.Config.LastReload.At

@@ -86,7 +86,7 @@ func TestCollector(t *testing.T) {
 					{Name: "app", State: breakers.Closed},
 					{Name: "figma-api", State: breakers.Open, FailureRate: 80},
 				},
-				Config: probes.ConfigInfo{LoadedAt: loadedAt, LastReload: probes.Reload{At: failedAt, Error: "bad"}},
+				Config: monitor.ConfigInfo{LoadedAt: loadedAt, LastReload: monitor.Reload{At: failedAt, Error: "bad"}},
 			},
 			want: []expect{
 				{series{"health_agent_probe_up", l("probe", "app")}, 1},
@@ -143,7 +143,7 @@ func TestCollector(t *testing.T) {
 					{Name: "memory", Status: probes.Healthy},
 				},
 				Breakers: []breakers.Stats{{Name: "app", State: breakers.HalfOpen, FailureRate: 50}},
-				Config:   probes.ConfigInfo{LoadedAt: failedAt, LastReload: probes.Reload{At: failedAt, Success: true}},
+				Config:   monitor.ConfigInfo{LoadedAt: failedAt, LastReload: monitor.Reload{At: failedAt, Success: true}},
 			},
 			want: []expect{
 				{series{"health_agent_probe_up", l("probe", "app")}, 0},
@@ -175,7 +175,7 @@ func TestCollector(t *testing.T) {
 			snap: &monitor.Snapshot{
 				Overall: probes.Healthy,
 				Checks:  []monitor.CheckView{{Name: "app", Critical: true, Status: probes.Healthy}},
-				Config:  probes.ConfigInfo{LoadedAt: loadedAt},
+				Config:  monitor.ConfigInfo{LoadedAt: loadedAt},
 			},
 			want: []expect{
 				{series{"health_agent_config_last_reload_successful", nil}, 1},

@@ -34,7 +34,7 @@ const DefaultPublishEvery = 100 * time.Millisecond
 type Options struct {
 	Logger  *slog.Logger
 	Version string
-	Kinds   probes.Registry // default probes.Kinds
+	Kinds   probes.Registry // default Kinds()
 	// LookupEnv resolves secrets (default os.LookupEnv).
 	LookupEnv func(string) (string, bool)
 	// Tick is how often the monitor refreshes staleness, breaker delays and its liveness heartbeat
@@ -102,7 +102,7 @@ type Monitor struct {
 	dirty      atomic.Bool   // something shown in the snapshot changed since it was built
 	changed    chan struct{} // something changed: the Run loop publishes soon (capacity 1)
 	heartbeat  atomic.Int64  // unix nanos of the last housekeeping tick
-	configInfo atomic.Pointer[probes.ConfigInfo]
+	configInfo atomic.Pointer[ConfigInfo]
 	legacyBody atomic.Pointer[json.RawMessage]
 
 	reloads chan reloadRequest
@@ -130,7 +130,7 @@ func New(loaded *config.Loaded, opts Options) (*Monitor, error) {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	if opts.Kinds == nil {
-		opts.Kinds = probes.Kinds
+		opts.Kinds = Kinds()
 	}
 	if opts.Tick <= 0 {
 		opts.Tick = time.Second
@@ -151,9 +151,12 @@ func New(loaded *config.Loaded, opts Options) (*Monitor, error) {
 		stopped:   make(chan struct{}),
 		phase:     rand.Float64(),
 	}
+	// The config kind reports this monitor's config.
+	m.opts.Kinds = maps.Clone(opts.Kinds)
+	m.opts.Kinds["config"] = configKind(m.ConfigInfo)
 	m.breakers = breakers.NewRegistry(m.onBreakerTransition, opts.OnBreakerCall)
 	m.heartbeat.Store(m.startedAt.UnixNano())
-	m.setConfigInfo(loaded, probes.Reload{}) // no reload attempted yet
+	m.setConfigInfo(loaded, Reload{}) // no reload attempted yet
 	checks, err := m.build(loaded, nil)
 	if err != nil {
 		return nil, err
@@ -193,7 +196,7 @@ func (m *Monitor) ReloadFailed(err error) {
 	m.mu.Lock()
 	loaded := m.loaded
 	m.mu.Unlock()
-	m.setConfigInfo(loaded, probes.Reload{At: time.Now(), Success: false, Error: err.Error()})
+	m.setConfigInfo(loaded, Reload{At: time.Now(), Success: false, Error: err.Error()})
 	m.kickKind("config")
 }
 
@@ -691,7 +694,6 @@ func (m *Monitor) build(loaded *config.Loaded, old map[string]*check) (map[strin
 		Secrets:    m.opts.Secrets,
 		LookupEnv:  m.opts.LookupEnv,
 		Logger:     m.log,
-		ConfigInfo: m.ConfigInfo,
 		LegacyBody: m.LegacyBody,
 	}
 	out := make(map[string]*check, len(cfg.Probes))
@@ -759,7 +761,7 @@ func (m *Monitor) apply(loaded *config.Loaded, start func(*check), stop func([]*
 	m.mu.Unlock()
 	checks, err := m.build(loaded, old)
 	if err != nil {
-		m.setConfigInfo(m.currentLoaded(), probes.Reload{At: time.Now(), Error: err.Error()})
+		m.setConfigInfo(m.currentLoaded(), Reload{At: time.Now(), Error: err.Error()})
 		m.mu.Lock()
 		m.publishLocked(time.Now())
 		m.mu.Unlock()
@@ -784,7 +786,7 @@ func (m *Monitor) apply(loaded *config.Loaded, start func(*check), stop func([]*
 			start(c)
 		}
 	}
-	m.setConfigInfo(loaded, probes.Reload{At: time.Now(), Success: true})
+	m.setConfigInfo(loaded, Reload{At: time.Now(), Success: true})
 	m.kickKind("config")
 	m.mu.Lock()
 	m.publishLocked(time.Now())
@@ -800,18 +802,18 @@ func (m *Monitor) currentLoaded() *config.Loaded {
 	return m.loaded
 }
 
-func (m *Monitor) setConfigInfo(l *config.Loaded, r probes.Reload) {
-	ci := &probes.ConfigInfo{Source: l.Source, SHA256: l.SHA256, LoadedAt: l.LoadedAt, LastReload: r}
+func (m *Monitor) setConfigInfo(l *config.Loaded, r Reload) {
+	ci := &ConfigInfo{Source: l.Source, SHA256: l.SHA256, LoadedAt: l.LoadedAt, LastReload: r}
 	m.configInfo.Store(ci)
 	m.dirty.Store(true)
 }
 
 // ConfigInfo reports the running config and the last reload's outcome (for the config kind).
-func (m *Monitor) ConfigInfo() probes.ConfigInfo {
+func (m *Monitor) ConfigInfo() ConfigInfo {
 	if ci := m.configInfo.Load(); ci != nil {
 		return *ci
 	}
-	return probes.ConfigInfo{}
+	return ConfigInfo{}
 }
 
 // LegacyBody returns the legacy probe's latest JSON body, or nil.

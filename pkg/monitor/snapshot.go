@@ -20,7 +20,7 @@ type Snapshot struct {
 	ShuttingDown bool
 	Checks       []CheckView // in config order
 	Breakers     []breakers.Stats
-	Config       probes.ConfigInfo
+	Config       ConfigInfo
 	Order        []string // topological order of dependsOn
 	// Legacy is the latest JSON body of the probe with `legacy: true` (LegacyProbe), nil when it has
 	// none.

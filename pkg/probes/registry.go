@@ -14,7 +14,6 @@ import (
 var Kinds = Registry{
 	"http":   {New: newHTTP},
 	"tcp":    {New: newTCP},
-	"config": {New: newConfig, Local: true},
 	"cdp":    {New: newCDP},
 	"mcp":    {New: newMCP},
 	"figma":  {New: newFigma},

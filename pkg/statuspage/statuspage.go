@@ -275,7 +275,7 @@ func (p *Page) view(s *monitor.Snapshot, full bool) view {
 	}
 	c := s.Config
 	v.Config = configView{Source: c.Source, SHA256: c.SHA256, ReloadOK: c.LastReload.Success, ReloadError: c.LastReload.Error,
-		NoReload: c.LastReload == (probes.Reload{})}
+		NoReload: c.LastReload == (monitor.Reload{})}
 	if len(v.Config.SHA256) > 12 {
 		v.Config.SHA256 = v.Config.SHA256[:12]
 	}

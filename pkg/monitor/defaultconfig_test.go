@@ -1,4 +1,4 @@
-package probes
+package monitor
 
 import (
 	"os"
@@ -33,7 +33,7 @@ func TestDefaultConfigWithKinds(t *testing.T) {
 			lookup := func(k string) (string, bool) { v, ok := tt.env[k]; return v, ok }
 			// Kinds resolve secrets through the process environment (they get no lookup from Load).
 			t.Setenv("FIGMA_TOKEN", tt.env["FIGMA_TOKEN"])
-			l, err := config.Load(configs.DefaultName, configs.Default, Kinds, lookup)
+			l, err := config.Load(configs.DefaultName, configs.Default, Kinds(), lookup)
 			if err != nil {
 				t.Fatalf("Load: %v", err)
 			}

@@ -1,11 +1,14 @@
-package probes
+package monitor
 
 import (
+	"context"
 	"testing"
 	"time"
+
+	"github.com/health-agent/health-agent/pkg/probes"
 )
 
-func TestConfigProbe(t *testing.T) {
+func TestConfigCheck(t *testing.T) {
 	loaded := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
 	base := ConfigInfo{Source: "/etc/agent.yaml", SHA256: "abc123", LoadedAt: loaded}
 	rejected := base
@@ -16,23 +19,23 @@ func TestConfigProbe(t *testing.T) {
 	tests := []struct {
 		name       string
 		info       func() ConfigInfo
-		wantStatus Status
+		wantStatus probes.Status
 		wantReason string
 		wantReload any
 	}{
-		{name: "no info", wantStatus: Unknown, wantReason: "config info not available to the probe"},
-		{name: "never reloaded", info: func() ConfigInfo { return base }, wantStatus: Healthy, wantReload: nil},
-		{name: "reload accepted", info: func() ConfigInfo { return accepted }, wantStatus: Healthy, wantReload: accepted.LastReload},
-		{name: "reload rejected", info: func() ConfigInfo { return rejected }, wantStatus: Degraded,
+		{name: "no info", wantStatus: probes.Unknown, wantReason: "config info not available to the probe"},
+		{name: "never reloaded", info: func() ConfigInfo { return base }, wantStatus: probes.Healthy, wantReload: nil},
+		{name: "reload accepted", info: func() ConfigInfo { return accepted }, wantStatus: probes.Healthy, wantReload: accepted.LastReload},
+		{name: "reload rejected", info: func() ConfigInfo { return rejected }, wantStatus: probes.Degraded,
 			wantReason: "last reload rejected: probes[0].url: required", wantReload: rejected.LastReload},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p, err := newConfig(Spec{Name: "config", Env: Env{ConfigInfo: tt.info}})
+			p, err := configKind(tt.info).New(probes.Spec{Name: "config"})
 			if err != nil {
 				t.Fatal(err)
 			}
-			res, err := checkOnce(t, p)
+			res, err := p.Check(context.Background())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -52,10 +55,19 @@ func TestConfigProbe(t *testing.T) {
 	}
 }
 
-func TestConfigRejectsOptions(t *testing.T) {
-	p, err := newConfig(Spec{Options: map[string]any{"url": "x"}})
-	if err == nil {
+func TestConfigCheckRejectsOptions(t *testing.T) {
+	if p, err := configKind(nil).New(probes.Spec{Options: map[string]any{"url": "x"}}); err == nil {
 		t.Fatalf("built %T, want an error", p)
 	}
-	assertFieldErrors(t, err, []string{"url"})
+}
+
+// The monitor runs its config probes against its own config info.
+func TestConfigKindIsKnownAndLocal(t *testing.T) {
+	k, ok := Kinds()["config"]
+	if !ok || !k.Local {
+		t.Fatalf("Kinds()[config] = %+v, %v; want a local kind", k, ok)
+	}
+	if _, ok := Kinds()["http"]; !ok {
+		t.Fatal("Kinds() lacks pkg/probes' kinds")
+	}
 }
