@@ -511,3 +511,28 @@ func TestKindOptionsDocumented(t *testing.T) {
 		}
 	}
 }
+
+// TestReadmeIsShort keeps README.md a page a newcomer reads in five minutes, whose test command is the
+// one CI runs.
+func TestReadmeIsShort(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(root, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len([]rune(string(b))); n > 10000 {
+		t.Errorf("README.md has %d characters, want at most 10,000: move reference text to docs/", n)
+	}
+	ci, err := os.ReadFile(filepath.Join(root, ".ci", "run"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// .ci/run marks the command it shares with the README.
+	_, after, ok := strings.Cut(string(ci), "# The README's test command.\n")
+	if !ok {
+		t.Fatal(`.ci/run lacks the line "# The README's test command."`)
+	}
+	cmd, _, _ := strings.Cut(after, "\n")
+	if cmd = strings.TrimSpace(cmd); !regexp.MustCompile("(?m)^" + regexp.QuoteMeta(cmd) + `\s+#`).Match(b) {
+		t.Errorf("README.md's quick start lacks the test command .ci/run runs: %q", cmd)
+	}
+}
