@@ -18,6 +18,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/health-agent/health-agent/pkg/config"
+	"github.com/health-agent/health-agent/pkg/monitor"
 	"github.com/health-agent/health-agent/pkg/probes"
 )
 
@@ -420,7 +421,7 @@ func kindOptions(t *testing.T) map[string]map[string]bool {
 		}
 	}
 	out := map[string]map[string]bool{}
-	for _, kind := range probes.Kinds.Names() {
+	for _, kind := range monitor.Kinds().Names() {
 		opts := map[string]bool{}
 		if st := structs[kind+"Options"]; st != nil {
 			keysOf(st, "", opts)
@@ -478,7 +479,7 @@ func TestKindOptionsDocumented(t *testing.T) {
 	}
 
 	fromSource := kindOptions(t)
-	for _, k := range probes.Kinds.Names() {
+	for _, k := range monitor.Kinds().Names() {
 		t.Run(k, func(t *testing.T) {
 			b, ok := blocks[k]
 			if !ok {
@@ -490,7 +491,7 @@ func TestKindOptionsDocumented(t *testing.T) {
 					t.Errorf("option %s of kind %s (pkg/probes, %sOptions) is not documented", o, k, k)
 				}
 			}
-			newProbe := probes.Kinds[k].New
+			newProbe := monitor.Kinds()[k].New
 			for o, line := range doc {
 				if !fromSource[k][o] {
 					t.Errorf("docs/configuration.md:%d: documented option %s is not in %sOptions", line, o, k)
@@ -506,8 +507,8 @@ func TestKindOptionsDocumented(t *testing.T) {
 		})
 	}
 	for k := range blocks {
-		if !slices.Contains(probes.Kinds.Names(), k) {
-			t.Errorf("docs/configuration.md documents kind %s, which probes.Kinds does not register", k)
+		if !slices.Contains(monitor.Kinds().Names(), k) {
+			t.Errorf("docs/configuration.md documents kind %s, which monitor.Kinds() does not register", k)
 		}
 	}
 }

@@ -27,7 +27,7 @@ import (
 	"github.com/health-agent/health-agent/pkg/version"
 )
 
-// Exit codes, documented in the README: they tell "unhealthy" from "could not tell".
+// Exit codes, documented in docs/operations.md: they tell "unhealthy" from "could not tell".
 const (
 	exitOK        = 0 // served and stopped cleanly; healthy; valid config
 	exitUnhealthy = 1 // an unhealthy answer: a probe not healthy, a healthcheck answered with non-2xx
@@ -39,7 +39,7 @@ const usage = `usage:
   agent [--config FILE] [--listen ADDR] [--log-level debug|info|warn|error] [--log-format json|text]
   agent validate [--config FILE]
   agent probe [--config FILE] NAME
-  agent healthcheck [--url URL]
+  agent healthcheck [--url URL] [--timeout DURATION]
   agent version
 `
 
