@@ -22,7 +22,7 @@ ARG VERSION=dev
 # binary, and less of it mapped in. deploy/k8s/image_test.go builds with the same flags.
 RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
     CGO_ENABLED=0 GOOS=$TARGETOS GOARCH=$TARGETARCH \
-    go build -tags nomsgpack -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/agent ./cmd/agent
+    go build -tags nomsgpack -trimpath -ldflags "-s -w -X github.com/health-agent/health-agent/pkg/version.value=${VERSION}" -o /out/agent ./cmd/agent
 
 # distroless/static: no shell, no package manager; CA certificates (the figma probe speaks TLS), tzdata,
 # and a passwd entry for the nonroot user 65532.

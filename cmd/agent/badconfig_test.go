@@ -37,14 +37,15 @@ func TestBadConfigMatrix(t *testing.T) {
 			"probes: at least one probe is required",
 		}},
 		{"server and scheduler", `
-server: { listen: "localhost", shutdownDelay: -1s, readHeaderTimeout: 0s, maxHeaderBytes: 0, detailsToken: "${DETAILS_TOKEN}" }
+server: { listen: "localhost", shutdownDelay: -1s, readHeaderTimeout: 5s, maxHeaderBytes: 16384, detailsToken: "${DETAILS_TOKEN}" }
 scheduler: { maxConcurrentProbes: 0, jitter: 1.5 }
 probes: [{name: a, kind: tcp, address: "127.0.0.1:1"}]
 `, []string{
 			`server.listen: must be host:port with a port in 0-65535, like ":3008" or "127.0.0.1:3008", got "localhost"`,
 			"server.shutdownDelay: must be >= 0, got -1s",
-			"server.readHeaderTimeout: must be > 0, got 0s",
-			"server.maxHeaderBytes: must be > 0, got 0",
+			// The server's limits are fixed: a config that still sets one is told so.
+			"server.readHeaderTimeout: unknown key (valid keys: listen, shutdownDelay, detailsToken)",
+			"server.maxHeaderBytes: unknown key (valid keys: listen, shutdownDelay, detailsToken)",
 			"scheduler.maxConcurrentProbes: must be >= 1, got 0",
 			"scheduler.jitter: must be in [0, 1), got 1.5",
 		}},

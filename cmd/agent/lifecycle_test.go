@@ -69,21 +69,21 @@ func startProc(t *testing.T, bin, cfg string) *lifecycleProc {
 			t.Error("the agent did not stop within 30s of SIGTERM")
 		}
 	})
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	exited := false
+	testkit.Eventually(t, 30*time.Second, func() bool {
 		if m := addrRe.FindStringSubmatch(p.logs.String()); m != nil {
 			p.base = "http://" + m[1]
-			break
+			return true
 		}
 		select {
 		case <-p.exited:
-			t.Fatalf("the agent exited (%v): %s", p.err, p.logs.String())
+			exited = true
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the agent did not serve within 30s: %s", p.logs.String())
-		}
-		time.Sleep(10 * time.Millisecond) // polling interval
+		return exited
+	}, "the agent serves; log:\n%s", p.logs)
+	if exited {
+		t.Fatalf("the agent exited (%v): %s", p.err, p.logs.String())
 	}
 	p.await(t, "ready", func() bool { code, _ := p.get("/readyz"); return code == http.StatusOK })
 	return p
@@ -103,13 +103,7 @@ func (p *lifecycleProc) get(path string) (int, string) {
 
 func (p *lifecycleProc) await(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s; log:\n%s", what, p.logs.String())
-		}
-		time.Sleep(20 * time.Millisecond) // polling interval
-	}
+	testkit.Eventually(t, 30*time.Second, cond, "%s; log:\n%s", what, p.logs)
 }
 
 // logged counts the log lines whose message is msg.
@@ -247,6 +241,57 @@ func TestLifecycle(t *testing.T) {
 		if strings.Count(p.logs.String(), `"msg":"health-agent stopped"`) != 1 {
 			t.Errorf("no clean stop logged:\n%s", p.logs.String())
 		}
+	})
+
+	t.Run("the drain shows on every health endpoint", func(t *testing.T) {
+		// From SIGTERM until exit: /api/health 503 "stopping" (a load balancer's `curl -f` sees the
+		// pod leave), /api/health/detailed the same, /readyz fails, /livez stays 200.
+		const delay = 3 * time.Second
+		cfg := writeFile(t, "agent.yaml", fmt.Sprintf(lifecycleConfig, delay, app.URL, ""))
+		p := startProc(t, bin, cfg)
+		p.await(t, "/api/health ok", func() bool { code, _ := p.get("/api/health"); return code == http.StatusOK })
+
+		if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		p.await(t, "/readyz failing", func() bool { code, _ := p.get("/readyz"); return code == http.StatusServiceUnavailable })
+		// Every answer until the server closes must say the agent is stopping; at least one round must
+		// be seen whole within the delay.
+		rounds := 0
+		for {
+			health, hbody := p.get("/api/health")
+			detailed, dbody := p.get("/api/health/detailed")
+			readyz, rbody := p.get("/readyz")
+			livez, lbody := p.get("/livez")
+			if health == -1 || detailed == -1 || readyz == -1 || livez == -1 {
+				break // the server has closed: the drain is over
+			}
+			rounds++
+			if health != http.StatusServiceUnavailable || jq(t, []byte(hbody), ".data.status") != "stopping" {
+				t.Fatalf("/api/health during the drain: %d %s", health, hbody)
+			}
+			if detailed != http.StatusServiceUnavailable || jq(t, []byte(dbody), ".data.status") != "stopping" {
+				t.Fatalf("/api/health/detailed during the drain: %d %.300s", detailed, dbody)
+			}
+			if readyz != http.StatusServiceUnavailable || !strings.Contains(rbody, "shutting down") {
+				t.Fatalf("/readyz during the drain: %d %q", readyz, rbody)
+			}
+			if livez != http.StatusOK {
+				t.Fatalf("/livez during the drain: %d %q: the kubelet would restart a draining agent", livez, lbody)
+			}
+		}
+		if rounds == 0 {
+			t.Fatalf("no whole round of answers during a %s drain; log:\n%s", delay, p.logs.String())
+		}
+		select {
+		case <-p.exited:
+		case <-time.After(delay + 30*time.Second):
+			t.Fatal("did not exit after the drain")
+		}
+		if p.err != nil {
+			t.Errorf("exit: %v, want status 0", p.err)
+		}
+		t.Logf("%d rounds of the four endpoints answered during the drain", rounds)
 	})
 
 	t.Run("SIGHUP reloads the config", func(t *testing.T) {

@@ -4,11 +4,14 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -85,20 +88,13 @@ probes:
 			p := serveArgs(t, []string{"--config", cfg, "--listen", "127.0.0.1:0", "--log-level", "debug", "--log-format", format}, env)
 
 			// Wait until both probes have failed, their breakers opened, and a breaker retried.
-			deadline := time.After(60 * time.Second)
-			tick := time.NewTicker(20 * time.Millisecond)
-			defer tick.Stop()
-			for !logged(p.logs.String(), format, "breaker state changed", "breaker", "figma-api") ||
-				!logged(p.logs.String(), format, "breaker state changed", "breaker", "app") ||
-				!logged(p.logs.String(), format, "probe status changed", "probe", "figmaApi") ||
-				!logged(p.logs.String(), format, "probe status changed", "probe", "app") ||
-				!logged(p.logs.String(), format, "probe executed", "probe", "app") {
-				select {
-				case <-deadline:
-					t.Fatalf("transitions not logged within 60s")
-				case <-tick.C:
-				}
-			}
+			testkit.Eventually(t, 60*time.Second, func() bool {
+				return logged(p.logs.String(), format, "breaker state changed", "breaker", "figma-api") &&
+					logged(p.logs.String(), format, "breaker state changed", "breaker", "app") &&
+					logged(p.logs.String(), format, "probe status changed", "probe", "figmaApi") &&
+					logged(p.logs.String(), format, "probe status changed", "probe", "app") &&
+					logged(p.logs.String(), format, "probe executed", "probe", "app")
+			}, "transitions logged")
 
 			// Every endpoint, with and without the token: no answer carries a secret either.
 			bearer := "Bearer " + logSecrets["DETAILS_TOKEN"]
@@ -193,20 +189,36 @@ func serveArgs(t *testing.T, args []string, env func(string) (string, bool)) *ag
 	p := &agentProc{cancel: cancel, done: make(chan int, 1), logs: &testkit.SyncBuffer{}}
 	go func() { p.done <- run(ctx, args, io.Discard, p.logs, env) }()
 	t.Cleanup(func() { p.stop(t) })
-	deadline := time.After(30 * time.Second)
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		if m := anyAddrRe.FindStringSubmatch(p.logs.String()); m != nil {
-			p.base = "http://" + m[1] + m[2]
-			return p
+	waitServing(t, p)
+	return p
+}
+
+// TestTextLogsArePrintable: in --log-format text, a value carrying control characters (a dependency's
+// reason, an error) is written with them replaced, so it cannot forge a log line or drive a terminal;
+// tab is kept. Secret-looking keys stay redacted.
+func TestTextLogsArePrintable(t *testing.T) {
+	var out testkit.SyncBuffer
+	log, err := newLogger(&out, "info", "text")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostile := "refused\r\nlevel=ERROR msg=forged\x1b[2J\x00\u009b\tend"
+	log.Info("probe status changed", "reason", hostile, "err", errors.New(hostile),
+		slog.Group("g", "inner", hostile), "token", "s3cret")
+	line := out.String()
+	if strings.Count(line, "\n") != 1 || !strings.HasSuffix(line, "\n") {
+		t.Fatalf("one record took more than one line: %q", line)
+	}
+	clean := "refused  level=ERROR msg=forged [2J  \tend"
+	for _, key := range []string{"reason", "err", "g.inner"} {
+		if !strings.Contains(line, key+"="+strconv.Quote(clean)) {
+			t.Errorf("%s not written cleaned (%q): %q", key, clean, line)
 		}
-		select {
-		case code := <-p.done:
-			t.Fatalf("agent exited with %d", code)
-		case <-deadline:
-			t.Fatal("agent did not start within 30s")
-		case <-tick.C:
-		}
+	}
+	if strings.ContainsAny(line, "\x1b\x00\r\u009b") || strings.Contains(line, `\x1b`) || strings.Contains(line, `\r`) {
+		t.Errorf("a control character (or its escape) is in the text log: %q", line)
+	}
+	if strings.Contains(line, "s3cret") || !strings.Contains(line, "token=[REDACTED]") {
+		t.Errorf("the token key is not redacted: %q", line)
 	}
 }

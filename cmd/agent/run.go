@@ -8,13 +8,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"net/http"
 	"os"
 	"os/signal"
 	"regexp"
 	"runtime/debug"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -22,46 +20,26 @@ import (
 
 	"github.com/health-agent/health-agent/pkg/agent"
 	"github.com/health-agent/health-agent/pkg/config"
-	"github.com/health-agent/health-agent/pkg/footprint"
 	"github.com/health-agent/health-agent/pkg/monitor"
 	"github.com/health-agent/health-agent/pkg/probes"
+	"github.com/health-agent/health-agent/pkg/redact"
 	"github.com/health-agent/health-agent/pkg/reload"
+	"github.com/health-agent/health-agent/pkg/version"
 )
 
-// Exit codes, documented in the README.
+// Exit codes, documented in docs/operations.md: they tell "unhealthy" from "could not tell".
 const (
 	exitOK        = 0 // served and stopped cleanly; healthy; valid config
-	exitUnhealthy = 1 // unhealthy probe, failed healthcheck, or a run-time failure (e.g. port in use)
+	exitUnhealthy = 1 // an unhealthy answer: a probe not healthy, a healthcheck answered with non-2xx
 	exitUsage     = 2 // bad usage or bad config
+	exitCannotRun = 3 // could not run or reach: the port in use, the agent unreachable, a probe that could not run
 )
-
-// version is set at build time with -ldflags "-X main.version=…".
-var version = ""
-
-func agentVersion() string {
-	if version != "" {
-		return version
-	}
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		v := bi.Main.Version
-		if v == "(devel)" || v == "" {
-			v = "dev"
-		}
-		for _, s := range bi.Settings {
-			if s.Key == "vcs.revision" && len(s.Value) >= 12 {
-				return v + "+" + s.Value[:12]
-			}
-		}
-		return v
-	}
-	return "dev"
-}
 
 const usage = `usage:
   agent [--config FILE] [--listen ADDR] [--log-level debug|info|warn|error] [--log-format json|text]
   agent validate [--config FILE]
   agent probe [--config FILE] NAME
-  agent healthcheck [--url URL]
+  agent healthcheck [--url URL] [--timeout DURATION]
   agent version
 `
 
@@ -85,7 +63,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookup fu
 			fmt.Fprint(stderr, "version takes no arguments\n"+usage)
 			return exitUsage
 		}
-		fmt.Fprintln(stdout, "health-agent", agentVersion())
+		fmt.Fprintln(stdout, "health-agent", version.String())
 		return exitOK
 	case "help":
 		fmt.Fprint(stdout, usage)
@@ -130,7 +108,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer, lookup func(str
 	}
 	tuneGC(lookup)
 	a, err := agent.New(loaded, agent.Instrumented(agent.Options{
-		ConfigPath: *cfgPath, Listen: *listen, Logger: log, Version: agentVersion(), LookupEnv: lookup,
+		ConfigPath: *cfgPath, Listen: *listen, Logger: log, Version: version.String(), LookupEnv: lookup,
 	}))
 	if err != nil {
 		log.Error("cannot start", "err", err)
@@ -176,13 +154,12 @@ func serve(ctx context.Context, args []string, stderr io.Writer, lookup func(str
 			}
 		})
 	}
-	watching.Go(func() { releaseStartup(ctx, a.Monitor().FirstRound(), log, lookup) })
 	err = a.Run(ctx, reloads)
 	cancel()
 	watching.Wait()
 	if err != nil {
 		log.Error("health-agent failed", "err", err)
-		return exitUnhealthy
+		return exitCannotRun
 	}
 	return exitOK
 }
@@ -201,56 +178,6 @@ func tuneGC(lookup func(string) (string, bool)) {
 	}
 }
 
-// keepStartupPagesEnv, set to true, keeps what start-up mapped in: for a comparison, or should a
-// kernel ever misbehave on the advice.
-const keepStartupPagesEnv = "HEALTH_AGENT_KEEP_STARTUP_PAGES"
-
-// releaseStartup waits for the first round of probes, the end of start-up's work, and then hands back
-// once the memory only start-up needed (footprint.Release): most of an idle agent's RSS is pages of
-// its own binary that package initialisation, config loading and the first probes touched.
-func releaseStartup(ctx context.Context, firstRound <-chan struct{}, log *slog.Logger, lookup func(string) (string, bool)) {
-	if v, set := lookup(keepStartupPagesEnv); set {
-		keep, err := strconv.ParseBool(v)
-		if err != nil {
-			log.Warn("environment variable ignored: want true or false", "env", keepStartupPagesEnv, "value", v)
-		} else if keep {
-			log.Info("start-up memory kept", "env", keepStartupPagesEnv)
-			return
-		}
-	}
-	select {
-	case <-firstRound:
-	case <-ctx.Done():
-		return
-	}
-	if ctx.Err() != nil {
-		return // shutting down: nothing to gain
-	}
-	rep, err := footprint.Release()
-	switch {
-	case errors.Is(err, footprint.ErrUnsupported):
-		log.Debug("start-up memory not released", "err", err)
-		return
-	case err != nil && rep.Mappings == 0:
-		log.Warn("start-up memory not released", "err", err)
-		return
-	}
-	mib := func(b int64) float64 { return math.Round(float64(b)/(1<<20)*10) / 10 }
-	advice := make([]string, len(rep.Advice))
-	for i, a := range rep.Advice {
-		advice[i] = string(a)
-	}
-	level, msg, attrs := slog.LevelInfo, "start-up memory released", []any{
-		slog.Group("before", "anon_mib", mib(rep.Before.AnonBytes), "file_mib", mib(rep.Before.FileBytes)),
-		slog.Group("after", "anon_mib", mib(rep.After.AnonBytes), "file_mib", mib(rep.After.FileBytes)),
-		"advice", strings.Join(advice, ","),
-	}
-	if err != nil { // some mappings were advised, some not: one line says both
-		level, msg, attrs = slog.LevelWarn, "start-up memory released in part", append(attrs, "err", err)
-	}
-	log.Log(context.Background(), level, msg, attrs...)
-}
-
 func sourceName(path string) string {
 	if path == "" {
 		return "embedded configs/agent.yaml"
@@ -261,7 +188,7 @@ func sourceName(path string) string {
 // loadConfig loads the config at path (the embedded default when empty), printing every problem of a
 // bad one to stderr.
 func loadConfig(stderr io.Writer, path string, lookup func(string) (string, bool)) (*config.Loaded, bool) {
-	loaded, err := agent.LoadConfig(path, probes.Kinds, lookup)
+	loaded, err := agent.LoadConfig(path, nil, lookup)
 	if err != nil {
 		printConfigError(stderr, sourceName(path), err)
 		return nil, false
@@ -331,16 +258,20 @@ func probe(ctx context.Context, args []string, stdout, stderr io.Writer, lookup 
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
-	out, err := monitor.RunOnce(ctx, loaded, fs.Arg(0), monitor.Options{LookupEnv: lookup, Version: agentVersion()})
-	if err != nil {
+	out, err := monitor.RunOnce(ctx, loaded, fs.Arg(0), monitor.Options{LookupEnv: lookup, Version: version.String()})
+	if errors.Is(err, monitor.ErrNoSuchProbe) {
 		fmt.Fprintln(stderr, err)
 		return exitUsage
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "probe %s could not run: %v\n", fs.Arg(0), err)
+		return exitCannotRun
 	}
 	enc := json.NewEncoder(stdout)
 	enc.SetIndent("", "  ")
 	if err := enc.Encode(out); err != nil {
-		fmt.Fprintln(stderr, "encode result:", err)
-		return exitUnhealthy
+		fmt.Fprintln(stderr, "write the result:", err)
+		return exitCannotRun
 	}
 	if out.Status != probes.Healthy {
 		return exitUnhealthy
@@ -368,8 +299,8 @@ func healthcheck(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		fmt.Fprintf(stderr, "healthcheck %s: %v\n", *url, err)
-		return exitUnhealthy
+		fmt.Fprintf(stderr, "healthcheck %s: no answer: %v\n", *url, err)
+		return exitCannotRun
 	}
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
@@ -384,24 +315,36 @@ func healthcheck(ctx context.Context, args []string, stdout, stderr io.Writer) i
 var secretKey = regexp.MustCompile(`(?i)(token|authorization|secret|password|api[-_]?key)`)
 
 // newLogger builds the slog logger for --log-level and --log-format, redacting secret-looking keys.
+// In text logs, meant for terminals, string and error values have their control characters replaced
+// (redact.Printable): a dependency's text cannot forge a line or drive the terminal. JSON escapes them.
 func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 	var lv slog.Level
 	if err := lv.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("--log-level: want debug, info, warn or error, got %q", level)
 	}
-	opts := &slog.HandlerOptions{
-		Level: lv,
-		ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
-			if secretKey.MatchString(a.Key) {
-				return slog.String(a.Key, "[REDACTED]")
-			}
-			return a
-		},
+	redactKeys := func(_ []string, a slog.Attr) slog.Attr {
+		if secretKey.MatchString(a.Key) {
+			return slog.String(a.Key, "[REDACTED]")
+		}
+		return a
 	}
+	opts := &slog.HandlerOptions{Level: lv, ReplaceAttr: redactKeys}
 	switch format {
 	case "json":
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	case "text":
+		opts.ReplaceAttr = func(groups []string, a slog.Attr) slog.Attr {
+			a = redactKeys(groups, a)
+			switch v := a.Value.Resolve(); {
+			case v.Kind() == slog.KindString:
+				a.Value = slog.StringValue(redact.Printable(v.String()))
+			case v.Kind() == slog.KindAny:
+				if err, ok := v.Any().(error); ok {
+					a.Value = slog.StringValue(redact.Printable(err.Error()))
+				}
+			}
+			return a
+		}
 		return slog.New(slog.NewTextHandler(w, opts)), nil
 	default:
 		return nil, fmt.Errorf("--log-format: want json or text, got %q", format)

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -48,6 +49,18 @@ probes:
     retry: { maxRetries: 0 }
     timeout: 500ms
 `, ok.URL))
+	// A listener nobody accepts on: connections complete (the backlog) but nothing answers.
+	silent, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	// A port in use, for serve.
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
 	bad := writeFile(t, "bad.yaml", `
 server: { shutdownDelay: -1s }
 probes:
@@ -88,7 +101,9 @@ probes:
 		{"probe without name", []string{"probe", "--config", good}, 2, nil, []string{"exactly one probe NAME"}},
 		{"healthcheck 200", []string{"healthcheck", "--url", ok.URL}, 0, []string{"200 OK"}, nil},
 		{"healthcheck 503", []string{"healthcheck", "--url", down.URL}, 1, []string{"503"}, nil},
-		{"healthcheck refused", []string{"healthcheck", "--url", "http://127.0.0.1:1/livez", "--timeout", "2s"}, 1, nil, []string{"healthcheck"}},
+		{"healthcheck refused: could not reach", []string{"healthcheck", "--url", "http://127.0.0.1:1/livez", "--timeout", "2s"}, 3, nil, []string{"no answer"}},
+		{"healthcheck nothing answered: could not reach", []string{"healthcheck", "--url", "http://" + silent.Addr().String() + "/livez", "--timeout", "300ms"}, 3, nil, []string{"no answer"}},
+		{"serve on a port in use: could not run", []string{"--config", good, "--listen", taken.Addr().String()}, 3, nil, []string{"address already in use"}},
 		{"healthcheck bad url", []string{"healthcheck", "--url", "ftp://x"}, 2, nil, []string{"bad --url"}},
 	}
 	for _, tt := range tests {
@@ -130,21 +145,27 @@ func serveAgent(t *testing.T, cfg string, env func(string) (string, bool)) *agen
 		p.done <- run(ctx, []string{"--config", cfg, "--listen", "127.0.0.1:0"}, io.Discard, p.logs, env)
 	}()
 	t.Cleanup(func() { p.stop(t) })
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if m := addrRe.FindStringSubmatch(p.logs.String()); m != nil {
-			p.base = "http://" + m[1]
-			return p
+	waitServing(t, p)
+	return p
+}
+
+// waitServing waits until p logs its address, failing the test if it exits first.
+func waitServing(t *testing.T, p *agentProc) {
+	t.Helper()
+	code := -1
+	testkit.Eventually(t, 30*time.Second, func() bool {
+		if m := anyAddrRe.FindStringSubmatch(p.logs.String()); m != nil {
+			p.base = "http://" + m[1] + m[2]
+			return true
 		}
 		select {
-		case code := <-p.done:
-			t.Fatalf("agent exited with %d: %s", code, p.logs.String())
+		case code = <-p.done:
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("agent did not start: %s", p.logs.String())
-		}
-		time.Sleep(10 * time.Millisecond) // polling interval
+		return code != -1
+	}, "the agent serves") // no log shown: a test may run it with secrets
+	if code != -1 {
+		t.Fatalf("agent exited with %d", code)
 	}
 }
 
@@ -240,20 +261,13 @@ probes:
 `, app.URL, ln.Addr(), pidFile))
 	a := serveAgent(t, cfg, noEnv)
 
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	testkit.Eventually(t, 20*time.Second, func() bool {
 		code, body := fetch(t, a.base+"/api/health")
 		_, detailed := fetch(t, a.base+"/api/health/detailed")
 		// The memory probe reports the app's own heap once the app's legacy JSON has been read.
-		if code == 200 && jq(t, body, ".data.status") == "ok" &&
-			jq(t, detailed, ".data.health.services.memory.heapUsed") == "21MB" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("never ok: %d %s", code, body)
-		}
-		time.Sleep(20 * time.Millisecond) // polling interval
-	}
+		return code == 200 && jq(t, body, ".data.status") == "ok" &&
+			jq(t, detailed, ".data.health.services.memory.heapUsed") == "21MB"
+	}, "/api/health ok with the app's heap")
 	// curl -f http://localhost:3008/api/health || exit 1
 	if code, _ := fetch(t, a.base+"/api/health"); code != 200 {
 		t.Fatalf("curl -f /api/health: %d", code)
@@ -280,17 +294,10 @@ probes:
 	}
 
 	appDown.Store(true)
-	deadline = time.Now().Add(20 * time.Second)
-	for {
+	testkit.Eventually(t, 20*time.Second, func() bool {
 		code, body := fetch(t, a.base+"/api/health")
-		if code == 503 && jq(t, body, ".data.status") == "error" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("never failed: %d %s", code, body)
-		}
-		time.Sleep(20 * time.Millisecond) // polling interval
-	}
+		return code == 503 && jq(t, body, ".data.status") == "error"
+	}, "/api/health 503 error with the app down")
 	if code, _ := fetch(t, a.base+"/readyz"); code != 503 {
 		t.Fatalf("/readyz with the app down: %d", code)
 	}
@@ -298,4 +305,19 @@ probes:
 		t.Fatalf("/livez with the app down: %d", code)
 	}
 	a.stop(t)
+}
+
+// failingWriter is a stdout that cannot be written (a closed pipe).
+type failingWriter struct{}
+
+func (failingWriter) Write([]byte) (int, error) { return 0, errors.New("broken pipe") }
+
+// TestProbeCouldNotReport: a probe whose result cannot be written exits 3 (could not run), not 1
+// (unhealthy): the caller learned nothing about the dependency.
+func TestProbeCouldNotReport(t *testing.T) {
+	cfg := writeFile(t, "agent.yaml", "probes:\n  - { name: config, kind: config }\n")
+	var errb testkit.SyncBuffer
+	if code := run(context.Background(), []string{"probe", "--config", cfg, "config"}, failingWriter{}, &errb, noEnv); code != exitCannotRun {
+		t.Fatalf("exit %d, want %d; stderr: %s", code, exitCannotRun, errb.String())
+	}
 }

@@ -56,7 +56,7 @@ func TestImage(t *testing.T) {
 		}
 		out, err := exec.Command(bin, "version").Output()
 		if err != nil || strings.TrimSpace(string(out)) != "health-agent image-test" {
-			t.Errorf("agent version = %q, %v: -X main.version did not take", out, err)
+			t.Errorf("agent version = %q, %v: -X github.com/health-agent/health-agent/pkg/version.value did not take", out, err)
 		}
 	})
 
@@ -68,7 +68,7 @@ func TestImage(t *testing.T) {
 			t.Fatal(err)
 		}
 		args := strings.Join(build.Args, " ")
-		for _, w := range []string{"go build ", " -tags nomsgpack ", " -trimpath ", ` -ldflags -s -w -X main.version=x `, " -o /out/agent ./cmd/agent"} {
+		for _, w := range []string{"go build ", " -tags nomsgpack ", " -trimpath ", ` -ldflags -s -w -X github.com/health-agent/health-agent/pkg/version.value=x `, " -o /out/agent ./cmd/agent"} {
 			if !strings.Contains(args, w) {
 				t.Errorf("the image builds with %q: want %q in it", args, w)
 			}

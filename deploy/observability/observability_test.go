@@ -211,8 +211,56 @@ func labelValues(f *dto.MetricFamily, name string) []string {
 	return out
 }
 
+// egressFamilies are what the agent exports for its egress routes (CONTRACT.md "Egress",
+// health_agent_egress_*), with the label values the dashboard selects on. The scrape's config has no
+// egress section, so the scrape holds them only if the agent pre-creates them without routes; where it
+// does not, these stand-ins let the dashboard's egress queries be checked against the same names and
+// labels.
+var egressFamilies = []struct {
+	name   string
+	typ    dto.MetricType
+	labels [][]string // label pairs of each series
+}{
+	{"health_agent_egress_requests_total", dto.MetricType_COUNTER, [][]string{{"route", "figma", "code", "200"}, {"route", "figma", "code", "502"}}},
+	{"health_agent_egress_request_duration_seconds", dto.MetricType_HISTOGRAM, [][]string{{"route", "figma"}}},
+	{"health_agent_egress_rejected_total", dto.MetricType_COUNTER, [][]string{{"route", "figma", "reason", "circuit_open"}, {"route", "figma", "reason", "rate_limited"}}},
+}
+
+func addEgressFamilies(fams map[string]*dto.MetricFamily) {
+	for _, e := range egressFamilies {
+		if fams[e.name] != nil {
+			continue
+		}
+		f := &dto.MetricFamily{Name: &e.name, Type: e.typ.Enum()}
+		for _, pairs := range e.labels {
+			m := &dto.Metric{}
+			for i := 0; i+1 < len(pairs); i += 2 {
+				m.Label = append(m.Label, &dto.LabelPair{Name: &pairs[i], Value: &pairs[i+1]})
+			}
+			f.Metric = append(f.Metric, m)
+		}
+		fams[e.name] = f
+	}
+}
+
 func TestDeployAgainstScrape(t *testing.T) {
 	fams := scrapeAgent(t)
+	// The monitor's breaker calls reach /metrics through agent.Instrumented: figma-api's breaker opened
+	// after two failed executions, so the first one's call was counted before the second began.
+	var failures float64
+	for _, m := range fams["health_agent_breaker_calls_total"].GetMetric() {
+		labels := map[string]string{}
+		for _, lp := range m.GetLabel() {
+			labels[lp.GetName()] = lp.GetValue()
+		}
+		if labels["breaker"] == "figma-api" && labels["outcome"] == "failure" {
+			failures = m.GetCounter().GetValue()
+		}
+	}
+	if failures < 1 {
+		t.Errorf("health_agent_breaker_calls_total{breaker=figma-api,outcome=failure} = %v after its breaker opened, want >= 1", failures)
+	}
+	addEgressFamilies(fams)
 	t.Run("dashboard", func(t *testing.T) { checkDashboard(t, fams) })
 	t.Run("alert rules", func(t *testing.T) { checkRules(t, fams) })
 }
@@ -242,6 +290,7 @@ type panel struct {
 	ID         int    `json:"id"`
 	Type       string `json:"type"`
 	Title      string `json:"title"`
+	Repeat     string `json:"repeat"`
 	Datasource *struct {
 		Type string `json:"type"`
 		UID  string `json:"uid"`
@@ -354,6 +403,29 @@ func checkDashboard(t *testing.T, fams map[string]*dto.MetricFamily) {
 			}
 		}
 	}
+	// One row per egress route (a row repeated over $route) with its rate, errors and duration.
+	var inRouteRow bool
+	routeFamilies := map[string]bool{}
+	for _, p := range d.Panels {
+		if p.Type == "row" {
+			inRouteRow = p.Repeat == "route"
+			continue
+		}
+		for _, tg := range p.Targets {
+			for _, name := range []string{"health_agent_egress_requests_total", "health_agent_egress_rejected_total", "health_agent_egress_request_duration_seconds_bucket"} {
+				if strings.Contains(tg.Expr, name+"{") {
+					if !inRouteRow || !strings.Contains(tg.Expr, `route=~"$route"`) {
+						t.Errorf("panel %q: %s outside the row repeated per route, or not filtered by $route", p.Title, name)
+					}
+					routeFamilies[name] = true
+				}
+			}
+		}
+	}
+	if len(routeFamilies) != 3 {
+		t.Errorf("the per-route row uses %v, want requests, rejections and the duration histogram", routeFamilies)
+	}
+
 	// The dashboard shows every health_agent family.
 	for name := range fams {
 		if strings.HasPrefix(name, "health_agent_") && !used[name] && !used[name+"_bucket"] && !used[name+"_count"] {
@@ -384,8 +456,12 @@ type rule struct {
 // wantAlerts are the alerts operators expect beside the agent.
 var wantAlerts = []string{
 	"HealthAgentNotReady", "HealthAgentBreakerOpenTooLong", "HealthAgentProbeFlapping",
-	"HealthAgentProbeDown", "HealthAgentConfigReloadFailing",
+	"HealthAgentProbeDown", "HealthAgentConfigReloadFailing", "HealthAgentTargetDown", "HealthAgentTargetAbsent",
 }
+
+// scrapeJob is the job name the rules expect the agent's targets under (README.md's scrape config and
+// deploy/k8s's PodMonitor set it); `up` of that job is the only non-agent series a rule may use.
+const scrapeJob = "health-agent"
 
 func checkRules(t *testing.T, fams map[string]*dto.MetricFamily) {
 	raw, err := os.ReadFile("prometheus-rules.yaml")
@@ -435,7 +511,7 @@ func checkRules(t *testing.T, fams map[string]*dto.MetricFamily) {
 			}
 			for k, text := range r.Annotations {
 				// As Prometheus expands them: $labels and $value are defined first.
-				tmpl, err := template.New(k).Option("missingkey=zero").
+				tmpl, err := template.New(k).Option("missingkey=zero").Funcs(promTemplateFuncs).
 					Parse(`{{$labels := .Labels}}{{$value := .Value}}` + text)
 				if err != nil {
 					t.Errorf("%s: annotation %s: %v", where, k, err)
@@ -449,7 +525,11 @@ func checkRules(t *testing.T, fams map[string]*dto.MetricFamily) {
 			if strings.Count(r.Expr, "(") != strings.Count(r.Expr, ")") {
 				t.Errorf("%s: unbalanced parentheses", where)
 			}
-			if len(checkExpr(t, fams, where, r.Expr)) == 0 {
+			upOfJob := strings.Contains(r.Expr, `up{job="`+scrapeJob+`"}`)
+			if strings.Contains(stringLit.ReplaceAllString(r.Expr, `""`), "up{") && !upOfJob {
+				t.Errorf("%s: selects up without job=%q: %s", where, scrapeJob, r.Expr)
+			}
+			if len(checkExpr(t, fams, where, r.Expr)) == 0 && !upOfJob {
 				t.Errorf("%s: uses no agent metric: %s", where, r.Expr)
 			}
 		}
@@ -457,6 +537,61 @@ func checkRules(t *testing.T, fams map[string]*dto.MetricFamily) {
 	for _, a := range wantAlerts {
 		if !seen[a] {
 			t.Errorf("alert %s missing", a)
+		}
+	}
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(readme), "job_name: "+scrapeJob) {
+		t.Errorf("README.md's scrape config does not name the job %s, which the rules select", scrapeJob)
+	}
+}
+
+// promTemplateFuncs stand in for the value-formatting functions Prometheus gives alert templates
+// (promtool's tests render the real ones).
+var promTemplateFuncs = template.FuncMap{
+	"humanize":           func(any) string { return "" },
+	"humanize1024":       func(any) string { return "" },
+	"humanizeDuration":   func(any) string { return "" },
+	"humanizePercentage": func(any) string { return "" },
+	"humanizeTimestamp":  func(any) string { return "" },
+}
+
+// TestRuleTestsCoverEveryAlert: prometheus-rules.test.yaml has, for every alert, a case where it fires
+// (with its annotations, which promtool then compares) and one where it does not.
+func TestRuleTestsCoverEveryAlert(t *testing.T) {
+	raw, err := os.ReadFile("prometheus-rules.test.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tests struct {
+		Tests []struct {
+			AlertRuleTest []struct {
+				Alertname string `yaml:"alertname"`
+				ExpAlerts []struct {
+					ExpAnnotations map[string]string `yaml:"exp_annotations"`
+				} `yaml:"exp_alerts"`
+			} `yaml:"alert_rule_test"`
+		} `yaml:"tests"`
+	}
+	if err := yaml.Unmarshal(raw, &tests); err != nil {
+		t.Fatalf("prometheus-rules.test.yaml: %v", err)
+	}
+	fires, silent := map[string]bool{}, map[string]bool{}
+	for _, tc := range tests.Tests {
+		for _, a := range tc.AlertRuleTest {
+			if len(a.ExpAlerts) == 0 {
+				silent[a.Alertname] = true
+			}
+			for _, e := range a.ExpAlerts {
+				fires[a.Alertname] = fires[a.Alertname] || e.ExpAnnotations["description"] != ""
+			}
+		}
+	}
+	for _, a := range wantAlerts {
+		if !fires[a] || !silent[a] {
+			t.Errorf("alert %s: a firing case with annotations %t, a silent case %t; want both", a, fires[a], silent[a])
 		}
 	}
 }

@@ -1,6 +1,6 @@
 // Command demo runs a stand-in world for trying health-agent locally: the legacy app's health route,
 // a real go-sdk MCP server and a fake Figma API, each of which can be stopped and started from stdin
-// to watch the agent react. See "Local demo" in the README.
+// to watch the agent react. See examples/demo/README.md.
 package main
 
 import (

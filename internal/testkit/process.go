@@ -71,3 +71,6 @@ func (p *Process) Err() error {
 		return nil
 	}
 }
+
+// Pid is the process's id, for reading /proc/<pid>.
+func (p *Process) Pid() int { return p.cmd.Process.Pid }

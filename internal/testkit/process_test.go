@@ -85,37 +85,25 @@ func TestProcessKillGroup(t *testing.T) {
 	}
 	pidFile := filepath.Join(t.TempDir(), "child.pid")
 	p := StartProcess(t, nil, exec.Command("sh", "-c", `sleep 600 & echo $! > "$0.tmp" && mv "$0.tmp" "$0"; wait`, pidFile))
-	child := 0
-	deadline := time.Now().Add(30 * time.Second)
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for child == 0 {
-		if b, err := os.ReadFile(pidFile); err == nil {
-			if child, err = strconv.Atoi(strings.TrimSpace(string(b))); err != nil {
-				t.Fatalf("pid file %q: %v", b, err)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the child's pid was not written within 30s")
-		}
-		select {
-		case <-p.Exited():
-			t.Fatalf("sh exited: %v", p.Err())
-		case <-tick.C:
-		}
+	var pid []byte
+	Eventually(t, 30*time.Second, func() bool {
+		var err error
+		pid, err = os.ReadFile(pidFile)
+		return err == nil || p.Err() != nil
+	}, "the child's pid written")
+	if err := p.Err(); err != nil && pid == nil {
+		t.Fatalf("sh exited: %v", err)
+	}
+	child, err := strconv.Atoi(strings.TrimSpace(string(pid)))
+	if err != nil {
+		t.Fatalf("pid file %q: %v", pid, err)
 	}
 	if !running(child) {
 		t.Fatalf("child %d is not running before the kill", child)
 	}
 	p.Kill()
 	// The orphaned child is reaped by whoever adopts it; until then it is a zombie, which is dead too.
-	for running(child) {
-		if time.Now().After(deadline) {
-			t.Fatalf("child %d still runs after its group was killed", child)
-		}
-		<-tick.C
-	}
+	Eventually(t, 30*time.Second, func() bool { return !running(child) }, "child %d gone after its group was killed", child)
 }
 
 // running reports whether pid exists and is not a zombie.

@@ -22,6 +22,7 @@ import (
 	"github.com/health-agent/health-agent/pkg/config"
 	"github.com/health-agent/health-agent/pkg/monitor"
 	"github.com/health-agent/health-agent/pkg/probes"
+	"github.com/health-agent/health-agent/pkg/redact"
 )
 
 // Options configure an Agent.
@@ -34,7 +35,7 @@ type Options struct {
 	Version string
 	// LookupEnv resolves ${VAR} in the config and secrets (default os.LookupEnv).
 	LookupEnv func(string) (string, bool)
-	// Kinds is the probe registry (default probes.Kinds).
+	// Kinds is the probe registry (default monitor.Kinds()).
 	Kinds probes.Registry
 	// Tick is the monitor's housekeeping period (default 1s).
 	Tick time.Duration
@@ -48,12 +49,14 @@ type Options struct {
 	// MonitorOptions are passed on to monitor.New (its Logger, Version, Kinds, LookupEnv, Tick are
 	// filled from these Options).
 	MonitorOptions monitor.Options
+	// Load reads the config again for a reload (default: LoadConfig of ConfigPath, Kinds, LookupEnv).
+	Load func() (*config.Loaded, error)
 }
 
 // LoadConfig loads path, or the embedded default config when path is empty.
 func LoadConfig(path string, kinds probes.Registry, lookup func(string) (string, bool)) (*config.Loaded, error) {
 	if kinds == nil {
-		kinds = probes.Kinds
+		kinds = monitor.Kinds()
 	}
 	if path == "" {
 		return config.Load(configs.DefaultName, configs.Default, kinds, lookup)
@@ -66,13 +69,14 @@ type Agent struct {
 	opts    Options
 	log     *slog.Logger
 	monitor *monitor.Monitor
+	secrets *redact.Secrets // the secrets hidden from every text a dependency sends
 	server  *http.Server
 	current atomic.Pointer[config.Loaded]
 	token   atomic.Pointer[string]
 	reload  sync.Mutex
 	addr    atomic.Pointer[string]
-	// started are the settings fixed at start (the listener, the HTTP server's limits, the probe
-	// bulkhead): a reload that changes one is applied otherwise, with a warning naming it.
+	// started are the settings fixed at start (the listener, the probe bulkhead): a reload that
+	// changes one is applied otherwise, with a warning naming it.
 	started []setting
 	egress  *egressListener // nil: no egress section at start
 }
@@ -86,11 +90,6 @@ func restartSettings(c *config.Config, listen string) []setting {
 	s := c.Server
 	return []setting{
 		{"server.listen", cmp.Or(listen, s.Listen)},
-		{"server.readHeaderTimeout", s.ReadHeaderTimeout.String()},
-		{"server.readTimeout", s.ReadTimeout.String()},
-		{"server.writeTimeout", s.WriteTimeout.String()},
-		{"server.idleTimeout", s.IdleTimeout.String()},
-		{"server.maxHeaderBytes", strconv.Itoa(s.MaxHeaderBytes)},
 		{"scheduler.maxConcurrentProbes", strconv.Itoa(c.Scheduler.MaxConcurrentProbes)},
 	}
 }
@@ -101,18 +100,31 @@ func New(loaded *config.Loaded, opts Options) (*Agent, error) {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	if opts.Kinds == nil {
-		opts.Kinds = probes.Kinds
+		opts.Kinds = monitor.Kinds()
+	}
+	if opts.Load == nil {
+		opts.Load = func() (*config.Loaded, error) { return LoadConfig(opts.ConfigPath, opts.Kinds, opts.LookupEnv) }
+	}
+	if opts.Listen != "" {
+		// --listen overrides server.listen: a critical probe aimed at that port is as wrong.
+		if err := loaded.Config.CheckSelfTargets(opts.Kinds, opts.Listen); err != nil {
+			return nil, err
+		}
 	}
 	mo := opts.MonitorOptions
 	mo.Logger, mo.Version, mo.Kinds, mo.LookupEnv = opts.Logger, opts.Version, opts.Kinds, opts.LookupEnv
 	if opts.Tick > 0 {
 		mo.Tick = opts.Tick
 	}
+	if mo.Secrets == nil {
+		// One set for the agent's life: secrets resolved before a reload stay hidden after it.
+		mo.Secrets = &redact.Secrets{}
+	}
 	m, err := monitor.New(loaded, mo)
 	if err != nil {
 		return nil, fmt.Errorf("build probes: %w", err)
 	}
-	a := &Agent{opts: opts, log: opts.Logger, monitor: m, started: restartSettings(loaded.Config, opts.Listen)}
+	a := &Agent{opts: opts, log: opts.Logger, monitor: m, secrets: mo.Secrets, started: restartSettings(loaded.Config, opts.Listen)}
 	a.current.Store(loaded)
 	a.setToken(loaded)
 	if a.egress, err = a.newEgress(loaded.Config); err != nil {
@@ -126,11 +138,7 @@ func New(loaded *config.Loaded, opts Options) (*Agent, error) {
 	if opts.Page != nil {
 		ho.Page = opts.Page(m, a.Token)
 	}
-	srv := loaded.Config.Server
-	if opts.Listen != "" {
-		srv.Listen = opts.Listen
-	}
-	a.server = api.NewServer(srv, api.NewHandler(m, ho), opts.Logger)
+	a.server = api.NewServer(cmp.Or(opts.Listen, loaded.Config.Server.Listen), api.NewHandler(m, ho), opts.Logger)
 	return a, nil
 }
 
@@ -148,6 +156,9 @@ func (a *Agent) Token() string {
 func (a *Agent) setToken(l *config.Loaded) {
 	t := l.Config.Server.DetailsToken
 	a.token.Store(&t)
+	if len(t) >= redact.MinRun {
+		a.secrets.Add(t) // a dependency echoing it must not show it
+	}
 }
 
 // Addr returns the address the server listens on, once it does.
@@ -158,9 +169,17 @@ func (a *Agent) Addr() string {
 	return ""
 }
 
-// Run listens, probes and serves until ctx is done, then drains: /readyz fails at once, the server keeps
-// answering for server.shutdownDelay, then shuts down gracefully and the probes stop. Each value on
-// reloads triggers a config reload. It returns nil after a clean shutdown.
+// stopBudget is how long, after server.shutdownDelay, the agent gives the server to finish the
+// requests in flight and the probes to stop. Past it the server is closed and Run returns even if a
+// probe ignores its cancellation (stuck on I/O), so SIGTERM always ends the process within
+// shutdownDelay + 5 s.
+const stopBudget = 4 * time.Second
+
+// Run listens, probes and serves until ctx is done, then drains: /readyz and /api/health fail at once,
+// the server keeps answering for server.shutdownDelay, then shuts down gracefully and the probes stop.
+// Each value on reloads requests a config reload; reloads run one at a time off the loop, and requests
+// that come while one runs make one more, so a reload stuck on I/O never delays the shutdown. It
+// returns nil after a clean shutdown, and within shutdownDelay + 5 s of ctx being done.
 func (a *Agent) Run(ctx context.Context, reloads <-chan struct{}) error {
 	ln, err := net.Listen("tcp", a.server.Addr)
 	if err != nil {
@@ -177,10 +196,25 @@ func (a *Agent) Run(ctx context.Context, reloads <-chan struct{}) error {
 		"probes", len(loaded.Config.Probes), "version", a.opts.Version)
 
 	mctx, stopMonitor := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopMonitor()
 	monitorDone := make(chan error, 1)
 	go func() { monitorDone <- a.monitor.Run(mctx) }()
 	serveDone := make(chan error, 1)
 	go func() { serveDone <- a.server.Serve(ln) }()
+	// The reloader: a goroutine of its own, so that the loop below always sees ctx.Done.
+	pending := make(chan struct{}, 1)
+	reloaderDone := make(chan struct{})
+	go func() {
+		defer close(reloaderDone)
+		for {
+			select {
+			case <-mctx.Done():
+				return
+			case <-pending:
+				_ = a.Reload(mctx)
+			}
+		}
+	}()
 
 	var runErr error
 loop:
@@ -189,7 +223,10 @@ loop:
 		case <-ctx.Done():
 			break loop
 		case <-reloads:
-			_ = a.Reload(ctx)
+			select {
+			case pending <- struct{}{}:
+			default: // one is pending already: it reads the config as it is when it runs
+			}
 		case err := <-serveDone:
 			runErr = fmt.Errorf("serve: %w", err)
 			serveDone = nil
@@ -210,8 +247,11 @@ loop:
 			serveDone = nil
 		}
 	}
+	// The server's shutdown and the probes' stop share the budget, side by side.
+	deadline := time.Now().Add(stopBudget)
+	stopMonitor()
 	if serveDone != nil {
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		sctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
 		if err := a.server.Shutdown(sctx); err != nil {
 			a.log.Warn("graceful shutdown cut short", "err", err)
 			_ = a.server.Close()
@@ -221,9 +261,27 @@ loop:
 			runErr = fmt.Errorf("serve: %w", err)
 		}
 	}
-	a.stopEgress(ctx)
-	stopMonitor()
-	<-monitorDone
+	a.stopEgress(ctx, deadline)
+	left := time.NewTimer(time.Until(deadline))
+	defer left.Stop()
+	for monitorDone != nil || reloaderDone != nil {
+		select {
+		case <-monitorDone:
+			monitorDone = nil
+		case <-reloaderDone:
+			reloaderDone = nil
+		case <-left.C:
+			if monitorDone != nil {
+				a.log.Warn("probes did not stop: a probe ignores its cancellation (stuck on I/O?); exiting anyway",
+					"waited", stopBudget)
+			}
+			if reloaderDone != nil {
+				a.log.Warn("a config reload did not finish (stuck reading the config?); exiting anyway",
+					"waited", stopBudget)
+			}
+			return runErr
+		}
+	}
 	if runErr == nil {
 		a.log.Info("health-agent stopped")
 	}
@@ -236,13 +294,16 @@ loop:
 func (a *Agent) Reload(ctx context.Context) error {
 	a.reload.Lock()
 	defer a.reload.Unlock()
-	loaded, err := LoadConfig(a.opts.ConfigPath, a.opts.Kinds, a.opts.LookupEnv)
+	loaded, err := a.opts.Load()
 	// After a rejected reload, the running config coming back (a rollback) is applied, not skipped, so
 	// that the config check stops reporting the rejection.
 	last := a.monitor.ConfigInfo().LastReload
 	if err == nil && loaded.SHA256 == a.current.Load().SHA256 && (last.At.IsZero() || last.Success) {
 		a.log.Info("config unchanged, nothing to reload", "sha256", loaded.SHA256)
 		return nil
+	}
+	if err == nil && a.opts.Listen != "" {
+		err = loaded.Config.CheckSelfTargets(a.opts.Kinds, a.opts.Listen)
 	}
 	if err == nil {
 		err = a.monitor.Reload(ctx, loaded)

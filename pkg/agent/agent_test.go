@@ -15,6 +15,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/health-agent/health-agent/internal/testkit"
 	"github.com/health-agent/health-agent/pkg/breakers"
 	"github.com/health-agent/health-agent/pkg/monitor"
 	"github.com/health-agent/health-agent/pkg/probes"
@@ -90,19 +91,8 @@ func startAgentWith(t *testing.T, path string, edit func(*Options)) *running {
 		cancel()
 		<-r.done
 	})
-	waitUntil(t, "listening", func() bool { return a.Addr() != "" })
+	testkit.Eventually(t, 20*time.Second, func() bool { return a.Addr() != "" }, "listening")
 	return r
-}
-
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond) // polling interval
-	}
 }
 
 func snapshotOf(r *running) *monitor.Snapshot { return r.agent.Monitor().Snapshot() }
@@ -130,7 +120,7 @@ func TestReloadKeepsBreakerStateAndRejectsInvalidConfig(t *testing.T) {
 	r := startAgent(t, path)
 
 	flaky.down.Store(true)
-	waitUntil(t, "flaky's breaker open", func() bool { return breakerState(r, "flaky") == breakers.Open })
+	testkit.Eventually(t, 20*time.Second, func() bool { return breakerState(r, "flaky") == breakers.Open }, "flaky's breaker open")
 	atOpen := flaky.requests.Load()
 
 	// A valid change to another probe: flaky's definition and breaker are unchanged.
@@ -145,7 +135,7 @@ func TestReloadKeepsBreakerStateAndRejectsInvalidConfig(t *testing.T) {
 	if !s.Config.LastReload.Success || s.Config.SHA256 != r.agent.current.Load().SHA256 {
 		t.Fatalf("reload not reported: %+v", s.Config)
 	}
-	waitUntil(t, "steady runs on", func() bool { return steady.requests.Load() > 10 })
+	testkit.Eventually(t, 20*time.Second, func() bool { return steady.requests.Load() > 10 }, "steady runs on")
 	if got := flaky.requests.Load(); got != atOpen {
 		t.Fatalf("an open breaker let %d requests through across the reload", got-atOpen)
 	}
@@ -157,16 +147,16 @@ func TestReloadKeepsBreakerStateAndRejectsInvalidConfig(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), `unknown kind "nope"`) {
 		t.Fatalf("invalid reload: %v", err)
 	}
-	waitUntil(t, "config check degraded", func() bool {
+	testkit.Eventually(t, 20*time.Second, func() bool {
 		c := snapshotOf(r).Check("config")
 		return c != nil && c.Status == probes.Degraded
-	})
+	}, "config check degraded")
 	s = snapshotOf(r)
 	if s.Config.SHA256 != running || s.Config.LastReload.Success || s.Check("steady") == nil || s.Check("x") != nil {
 		t.Fatalf("the invalid config replaced the running one: %+v", s.Config)
 	}
 	before := steady.requests.Load()
-	waitUntil(t, "steady still probed", func() bool { return steady.requests.Load() > before+3 })
+	testkit.Eventually(t, 20*time.Second, func() bool { return steady.requests.Load() > before+3 }, "steady still probed")
 }
 
 func TestDrainFailsReadinessThenStops(t *testing.T) {
@@ -175,11 +165,11 @@ func TestDrainFailsReadinessThenStops(t *testing.T) {
 	write(t, path, fmt.Sprintf(configTmpl, "400ms", dep.URL, dep.URL, "50ms"))
 	r := startAgent(t, path)
 	base := "http://" + r.agent.Addr()
-	waitUntil(t, "ready", func() bool { return snapshotOf(r).Ready() })
+	testkit.Eventually(t, 20*time.Second, func() bool { return snapshotOf(r).Ready() }, "ready")
 
 	r.cancel()
 	stopped := time.Now()
-	waitUntil(t, "draining", func() bool { return snapshotOf(r).ShuttingDown })
+	testkit.Eventually(t, 20*time.Second, func() bool { return snapshotOf(r).ShuttingDown }, "draining")
 	resp, err := http.Get(base + "/readyz")
 	if err != nil {
 		t.Fatalf("the server must keep answering during the drain delay: %v", err)

@@ -63,13 +63,14 @@ func (a *Agent) startEgress() error {
 	return nil
 }
 
-// stopEgress lets the proxied calls in flight finish (up to 10s), then ends the rest.
-func (a *Agent) stopEgress(ctx context.Context) {
+// stopEgress lets the proxied calls in flight finish until deadline (the agent's stop budget), then
+// ends the rest.
+func (a *Agent) stopEgress(ctx context.Context, deadline time.Time) {
 	e := a.egress
 	if e == nil || e.done == nil {
 		return
 	}
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	sctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
 	defer cancel()
 	if err := e.server.Shutdown(sctx); err != nil {
 		a.log.Warn("egress proxy shutdown cut short", "err", err)

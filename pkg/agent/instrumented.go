@@ -22,5 +22,6 @@ func Instrumented(opts Options) Options {
 	}
 	opts.MonitorOptions.OnExecution = met.ObserveExecution
 	opts.MonitorOptions.OnBreakerTransition = met.ObserveBreakerTransition
+	opts.MonitorOptions.OnBreakerCall = met.ObserveBreakerCall
 	return opts
 }

@@ -29,17 +29,17 @@ func restartWarnings(t *testing.T, logs string) map[string][2]string {
 }
 
 // TestReloadWarnsOfRestartOnlySettings: a reload that changes a setting fixed at start (the listener,
-// the HTTP server's limits, the probe bulkhead) says so, naming the running and the configured value,
+// the probe bulkhead) says so, naming the running and the configured value,
 // and the agent keeps serving on the running address. Changing it back to the running value is quiet.
 func TestReloadWarnsOfRestartOnlySettings(t *testing.T) {
 	const tmpl = `
-server: { listen: "%s", readTimeout: %s, maxHeaderBytes: %d, shutdownDelay: 0s }
+server: { listen: "%s", shutdownDelay: 0s }
 scheduler: { maxConcurrentProbes: %d }
 probes:
   - { name: config, kind: config }
 `
 	path := filepath.Join(t.TempDir(), "agent.yaml")
-	write(t, path, fmt.Sprintf(tmpl, "127.0.0.1:0", "5s", 16384, 16))
+	write(t, path, fmt.Sprintf(tmpl, "127.0.0.1:0", 16))
 	logs := &testkit.SyncBuffer{}
 	r := startAgentWith(t, path, func(o *Options) {
 		o.Listen = "" // server.listen applies
@@ -48,13 +48,12 @@ probes:
 	a := r.agent
 	addr := a.Addr()
 
-	write(t, path, fmt.Sprintf(tmpl, "127.0.0.1:1", "9s", 16384, 4))
+	write(t, path, fmt.Sprintf(tmpl, "127.0.0.1:1", 4))
 	if err := a.Reload(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	want := map[string][2]string{
 		"server.listen":                 {"127.0.0.1:0", "127.0.0.1:1"},
-		"server.readTimeout":            {"5s", "9s"},
 		"scheduler.maxConcurrentProbes": {"16", "4"},
 	}
 	got := restartWarnings(t, logs.String())
@@ -67,7 +66,7 @@ probes:
 
 	// Back to the running values (another change makes the reload happen): nothing to warn about.
 	seen := len(logs.String())
-	write(t, path, fmt.Sprintf(tmpl, "127.0.0.1:0", "5s", 16384, 16)+"  - { name: config2, kind: config }\n")
+	write(t, path, fmt.Sprintf(tmpl, "127.0.0.1:0", 16)+"  - { name: config2, kind: config }\n")
 	if err := a.Reload(context.Background()); err != nil {
 		t.Fatal(err)
 	}

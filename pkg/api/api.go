@@ -14,7 +14,6 @@ import (
 
 	"github.com/gin-gonic/gin"
 
-	"github.com/health-agent/health-agent/pkg/config"
 	"github.com/health-agent/health-agent/pkg/monitor"
 )
 
@@ -43,6 +42,7 @@ type handler struct {
 	opts Options
 	// The plain /readyz and /startupz answers for the latest snapshot (see kubeAnswer).
 	readyzPlain, startupzPlain atomic.Pointer[kubeAnswer]
+	docs                       renderer
 }
 
 // NewHandler returns the agent's HTTP handler.
@@ -94,24 +94,6 @@ func NewHandler(src Source, opts Options) http.Handler {
 	return r
 }
 
-// NewServer returns an http.Server for h with cfg's limits, so that a slow or hostile client cannot pin
-// the agent.
-func NewServer(cfg config.Server, h http.Handler, errLog *slog.Logger) *http.Server {
-	s := &http.Server{
-		Addr:              cfg.Listen,
-		Handler:           h,
-		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
-		ReadTimeout:       cfg.ReadTimeout,
-		WriteTimeout:      cfg.WriteTimeout,
-		IdleTimeout:       cfg.IdleTimeout,
-		MaxHeaderBytes:    cfg.MaxHeaderBytes,
-	}
-	if errLog != nil {
-		s.ErrorLog = slog.NewLogLogger(errLog.Handler(), slog.LevelDebug)
-	}
-	return s
-}
-
 func (h *handler) recover(c *gin.Context) {
 	defer func() {
 		if v := recover(); v != nil {
@@ -126,16 +108,22 @@ func (h *handler) recover(c *gin.Context) {
 	c.Next()
 }
 
-// auth enforces server.detailsToken with a constant-time comparison.
-func (h *handler) auth(c *gin.Context) {
-	token := h.opts.Token()
+// Authorized reports whether r may see what server.detailsToken guards: token is empty, or r carries
+// "Authorization: Bearer <token>". The comparison takes the same time whatever the value sent. The API
+// and the status page both decide with it.
+func Authorized(r *http.Request, token string) bool {
 	if token == "" {
-		return
+		return true
 	}
-	got, ok := strings.CutPrefix(c.GetHeader("Authorization"), "Bearer ")
+	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	want := sha256.Sum256([]byte(token))
 	have := sha256.Sum256([]byte(strings.TrimSpace(got)))
-	if !ok || subtle.ConstantTimeCompare(want[:], have[:]) != 1 {
+	return ok && subtle.ConstantTimeCompare(want[:], have[:]) == 1
+}
+
+// auth enforces server.detailsToken on the detail endpoints.
+func (h *handler) auth(c *gin.Context) {
+	if !Authorized(c.Request, h.opts.Token()) {
 		c.Header("WWW-Authenticate", `Bearer realm="health-agent"`)
 		h.fail(c, http.StatusUnauthorized, "unauthorized", "this endpoint requires Authorization: Bearer <server.detailsToken>")
 		c.Abort()
@@ -143,18 +131,17 @@ func (h *handler) auth(c *gin.Context) {
 }
 
 func (h *handler) health(c *gin.Context) {
-	s := h.src.Snapshot()
-	h.envelope(c, s.HealthCode, s.HealthData)
+	data, code := h.docs.documents(h.src.Snapshot()).healthDoc()
+	h.envelope(c, code, data)
 }
 
 func (h *handler) detailed(c *gin.Context) {
-	s := h.src.Snapshot()
-	h.envelope(c, s.DetailedCode, s.DetailedData())
+	data, code := h.docs.documents(h.src.Snapshot()).detailedDoc()
+	h.envelope(c, code, data)
 }
 
 func (h *handler) breakers(c *gin.Context) {
-	s := h.src.Snapshot()
-	h.envelope(c, http.StatusOK, s.BreakersData())
+	h.envelope(c, http.StatusOK, h.docs.documents(h.src.Snapshot()).breakersDoc())
 }
 
 const (

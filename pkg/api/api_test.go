@@ -14,6 +14,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/health-agent/health-agent/internal/testkit"
 	"github.com/health-agent/health-agent/pkg/config"
 	"github.com/health-agent/health-agent/pkg/monitor"
 	"github.com/health-agent/health-agent/pkg/probes"
@@ -21,11 +22,18 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// switchable is a dependency whose health the test flips.
-type switchable struct{ down atomic.Bool }
+// switchable is a dependency whose health the test flips; when down it fails with why (default
+// "connection refused").
+type switchable struct {
+	down atomic.Bool
+	why  atomic.Pointer[string]
+}
 
 func (s *switchable) Check(context.Context) (probes.Result, error) {
 	if s.down.Load() {
+		if why := s.why.Load(); why != nil {
+			return probes.Result{}, errors.New(*why)
+		}
 		return probes.Result{}, errors.New("connection refused")
 	}
 	return probes.Result{Status: probes.Healthy, Body: json.RawMessage(`{"status":"ok","legacyField":42}`),
@@ -79,13 +87,7 @@ func setup(t *testing.T) *env {
 
 func (e *env) waitOverall(t *testing.T, want probes.Status) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for e.mon.Snapshot().Overall != want {
-		if time.Now().After(deadline) {
-			t.Fatalf("overall %s, want %s", e.mon.Snapshot().Overall, want)
-		}
-		time.Sleep(5 * time.Millisecond) // polling interval
-	}
+	testkit.Eventually(t, 15*time.Second, func() bool { return e.mon.Snapshot().Overall == want }, "overall %s", want)
 }
 
 func get(t *testing.T, url string, hdr ...string) (int, string, http.Header) {
@@ -173,13 +175,8 @@ func TestCriticalDownFailsEndpoints(t *testing.T) {
 	e.waitOverall(t, probes.Healthy)
 	e.deps["app"].down.Store(true)
 	e.waitOverall(t, probes.Unhealthy)
-	deadline := time.Now().Add(15 * time.Second)
-	for e.mon.Snapshot().Check("mcpClient").Status != probes.Blocked {
-		if time.Now().After(deadline) {
-			t.Fatal("mcpClient never blocked by app")
-		}
-		time.Sleep(5 * time.Millisecond) // polling interval
-	}
+	testkit.Eventually(t, 15*time.Second, func() bool { return e.mon.Snapshot().Check("mcpClient").Status == probes.Blocked },
+		"mcpClient blocked by app")
 	u := e.srv.URL
 
 	if code, body, _ := get(t, u+"/api/health"); code != 503 || path(t, body, "data.status") != "error" {

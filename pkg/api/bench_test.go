@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/health-agent/health-agent/internal/testkit"
 	"github.com/health-agent/health-agent/pkg/config"
 	"github.com/health-agent/health-agent/pkg/monitor"
 	"github.com/health-agent/health-agent/pkg/probes"
@@ -49,13 +50,8 @@ func healthyMonitor(tb testing.TB, n int) *monitor.Monitor {
 		cancel()
 		<-done
 	})
-	deadline := time.Now().Add(30 * time.Second)
-	for s := m.Snapshot(); s.Overall != probes.Healthy || s.Starting; s = m.Snapshot() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("%d probes not healthy within 30s: overall %s", n, s.Overall)
-		}
-		time.Sleep(time.Millisecond) // polling interval
-	}
+	testkit.Eventually(tb, 30*time.Second, func() bool { s := m.Snapshot(); return s.Overall == probes.Healthy && !s.Starting },
+		"%d probes healthy", n)
 	return m
 }
 

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/health-agent/health-agent/internal/testkit"
 	"github.com/health-agent/health-agent/pkg/api"
 	"github.com/health-agent/health-agent/pkg/config"
 	"github.com/health-agent/health-agent/pkg/monitor"
@@ -55,13 +56,10 @@ func fuzzHandler(f *testing.F) http.Handler {
 	done := make(chan struct{})
 	go func() { defer close(done); _ = m.Run(ctx) }()
 	f.Cleanup(func() { cancel(); <-done })
-	deadline := time.Now().Add(20 * time.Second)
-	for s := m.Snapshot(); s.Check("after-down").Status != probes.Blocked || s.Check("app").Status != probes.Healthy; s = m.Snapshot() {
-		if time.Now().After(deadline) {
-			f.Fatal("the monitor never settled")
-		}
-		time.Sleep(5 * time.Millisecond) // polling interval
-	}
+	testkit.Eventually(f, 20*time.Second, func() bool {
+		s := m.Snapshot()
+		return s.Check("after-down").Status == probes.Blocked && s.Check("app").Status == probes.Healthy
+	}, "the monitor settled")
 	metrics := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("# metrics\n")) })
 	return api.NewHandler(m, api.Options{Token: func() string { return fuzzToken }, Metrics: metrics})
 }

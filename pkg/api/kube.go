@@ -11,6 +11,7 @@ import (
 
 	"github.com/health-agent/health-agent/pkg/monitor"
 	"github.com/health-agent/health-agent/pkg/probes"
+	"github.com/health-agent/health-agent/pkg/redact"
 )
 
 // namedCheck is one line of a kube-apiserver style health endpoint.
@@ -19,13 +20,19 @@ type namedCheck struct {
 	ok   bool
 	why  string // why it fails
 	note string // a remark on a passing check (a non-critical probe that is not healthy)
+	// own: why is the agent's own fixed text (shutting down, the scheduler stopped), shown even when
+	// reasons are withheld; a probe's reason comes from its dependency.
+	own bool
 }
+
+// withheldReason replaces a probe's reason for a request without the details token.
+const withheldReason = "reason withheld"
 
 // livez checks the agent itself, never a dependency: a failing dependency must not restart the agent.
 func (h *handler) livez(c *gin.Context) {
 	code, body := h.kube(c, "livez", []namedCheck{
 		{name: "ping", ok: true},
-		{name: "probe-loop", ok: h.src.Alive(h.opts.Now()), why: "the probe scheduler has stopped ticking"},
+		{name: "probe-loop", ok: h.src.Alive(h.opts.Now()), why: "the probe scheduler has stopped ticking", own: true},
 	})
 	h.text(c, code, body)
 }
@@ -35,9 +42,10 @@ func (h *handler) livez(c *gin.Context) {
 // the snapshot changed and served as it is until the next one, so its cost does not grow with the
 // number of probes.
 type kubeAnswer struct {
-	snap *monitor.Snapshot
-	code int
-	body []byte
+	snap     *monitor.Snapshot
+	withheld bool
+	code     int
+	body     []byte
 }
 
 // readyz passes when no critical probe is unhealthy, blocked or unknown and the agent is not draining.
@@ -47,7 +55,7 @@ func (h *handler) readyz(c *gin.Context) {
 }
 
 func readyChecks(s *monitor.Snapshot, single string) []namedCheck {
-	shutdown := namedCheck{name: "shutdown", ok: !s.ShuttingDown, why: "shutting down"}
+	shutdown := namedCheck{name: "shutdown", ok: !s.ShuttingDown, why: "shutting down", own: true}
 	if single != "" {
 		// Asked for by name: only that check, with its own verdict, critical or not.
 		if single == shutdown.name {
@@ -95,13 +103,14 @@ func (h *handler) kubeCached(c *gin.Context, cache *atomic.Pointer[kubeAnswer], 
 	checks func(single string) []namedCheck) {
 	single := c.Param("check")
 	plain := single == "" && c.Request.URL.RawQuery == ""
-	if a := cache.Load(); plain && a != nil && a.snap == s {
+	withheld := h.withheld(c)
+	if a := cache.Load(); plain && a != nil && a.snap == s && a.withheld == withheld {
 		h.text(c, a.code, a.body)
 		return
 	}
 	code, body := h.kube(c, endpoint, checks(single))
 	if plain {
-		cache.Store(&kubeAnswer{snap: s, code: code, body: body})
+		cache.Store(&kubeAnswer{snap: s, withheld: withheld, code: code, body: body})
 	}
 	h.text(c, code, body)
 }
@@ -116,10 +125,17 @@ func describe(v *monitor.CheckView) string {
 	return string(v.Status) + ": " + v.Reason
 }
 
+// withheld reports whether the request may not see probes' reasons: server.detailsToken is set and
+// the request does not carry it.
+func (h *handler) withheld(c *gin.Context) bool { return !Authorized(c.Request, h.opts.Token()) }
+
 // kube answers like kube-apiserver: "ok", or with ?verbose (or on failure) one line per check, then a
-// verdict line; ?exclude=name skips a check; /<endpoint>/<name> evaluates one check. It returns the
-// status code and the body.
+// verdict line; ?exclude=name skips a check; /<endpoint>/<name> evaluates one check. Reasons have
+// their control characters replaced; without the details token (when one is set) a probe's reason
+// reads "reason withheld" and notes on passing checks are left out. It returns the status code and
+// the body.
 func (h *handler) kube(c *gin.Context, endpoint string, checks []namedCheck) (int, []byte) {
+	withheld := h.withheld(c)
 	if name := c.Param("check"); name != "" {
 		i := slices.IndexFunc(checks, func(nc namedCheck) bool { return nc.name == name })
 		if i < 0 {
@@ -152,12 +168,14 @@ func (h *handler) kube(c *gin.Context, endpoint string, checks []namedCheck) (in
 			continue
 		}
 		switch {
-		case nc.ok && nc.note != "":
-			fmt.Fprintf(&b, "[+]%s ok (%s)\n", nc.name, oneLine(nc.note))
+		case nc.ok && nc.note != "" && !withheld:
+			fmt.Fprintf(&b, "[+]%s ok (%s)\n", nc.name, redact.Printable(nc.note))
 		case nc.ok:
 			fmt.Fprintf(&b, "[+]%s ok\n", nc.name)
+		case withheld && !nc.own:
+			fmt.Fprintf(&b, "[-]%s failed: %s\n", nc.name, withheldReason)
 		default:
-			fmt.Fprintf(&b, "[-]%s failed: %s\n", nc.name, oneLine(nc.why))
+			fmt.Fprintf(&b, "[-]%s failed: %s\n", nc.name, redact.Printable(nc.why))
 		}
 	}
 	var unknown []string
@@ -191,11 +209,6 @@ func (h *handler) text(c *gin.Context, code int, body []byte) {
 	hdr["Cache-Control"] = noStore
 	hdr["X-Content-Type-Options"] = noSniff
 	c.Data(code, "text/plain; charset=utf-8", body)
-}
-
-// oneLine keeps a reason on its line: a dependency's error text may hold newlines.
-func oneLine(s string) string {
-	return strings.NewReplacer("\n", " ", "\r", " ").Replace(s)
 }
 
 func quoteAll(ss []string) []string {

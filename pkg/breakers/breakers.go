@@ -95,8 +95,13 @@ type RejectedError struct {
 }
 
 // FromTraffic reports whether the failure that opened the breaker came from the app's own traffic
-// through the egress proxy, and the route's name.
-func (e *RejectedError) FromTraffic() (route string, ok bool) { return fromTraffic(e.CauseSource) }
+// through the egress proxy, and the route's name. A nil *RejectedError came from nowhere.
+func (e *RejectedError) FromTraffic() (route string, ok bool) {
+	if e == nil {
+		return "", false
+	}
+	return fromTraffic(e.CauseSource)
+}
 
 func (e *RejectedError) Error() string {
 	var b strings.Builder

@@ -235,3 +235,10 @@ func (e *RateLimitedError) Error() string {
 
 // Unwrap makes errors.Is(err, ratelimiter.ErrExceeded) hold.
 func (e *RateLimitedError) Unwrap() error { return ratelimiter.ErrExceeded }
+
+// Limited reports whether err is the agent's own limit turning an execution away before it reached
+// the dependency: the probe's rate limit or the global bulkhead. Such an execution says nothing about
+// the dependency.
+func Limited(err error) bool {
+	return errors.Is(err, ratelimiter.ErrExceeded) || errors.Is(err, bulkhead.ErrFull)
+}

@@ -14,18 +14,15 @@ type Config struct {
 	Egress    *Egress   `mapstructure:"egress"`
 }
 
-// Server configures the HTTP server.
+// Server configures the HTTP server. Its timeouts, header size and connection cap are fixed in
+// pkg/api, not configured.
 type Server struct {
 	Listen        string        `mapstructure:"listen"`
 	ShutdownDelay time.Duration `mapstructure:"shutdownDelay"`
 	// DetailsToken, when set, is required as "Authorization: Bearer <token>" on the detail endpoints
-	// and /metrics. Reference it with ${VAR} rather than writing it in the file.
-	DetailsToken      string        `mapstructure:"detailsToken"`
-	ReadHeaderTimeout time.Duration `mapstructure:"readHeaderTimeout"`
-	ReadTimeout       time.Duration `mapstructure:"readTimeout"`
-	WriteTimeout      time.Duration `mapstructure:"writeTimeout"`
-	IdleTimeout       time.Duration `mapstructure:"idleTimeout"`
-	MaxHeaderBytes    int           `mapstructure:"maxHeaderBytes"`
+	// and /metrics, and to see reasons on the kube endpoints. Reference it with ${VAR} rather than
+	// writing it in the file.
+	DetailsToken string `mapstructure:"detailsToken"`
 }
 
 // Scheduler configures how probes are run.
@@ -45,6 +42,8 @@ type Policy struct {
 	Retry                   Retry         `mapstructure:"retry"`
 	Breaker                 BreakerPolicy `mapstructure:"breaker"`
 	RateLimit               *RateLimit    `mapstructure:"rateLimit"`
+	// MaxRetryAfter caps how long a dependency's 429 Retry-After may hold the probe back.
+	MaxRetryAfter time.Duration `mapstructure:"maxRetryAfter"`
 }
 
 // Retry is the retry policy around the breaker: exponential backoff with jitter.

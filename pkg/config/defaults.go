@@ -6,11 +6,6 @@ import "time"
 const (
 	DefaultListen              = ":3008"
 	DefaultShutdownDelay       = 5 * time.Second
-	DefaultReadHeaderTimeout   = 5 * time.Second
-	DefaultReadTimeout         = 10 * time.Second
-	DefaultWriteTimeout        = 10 * time.Second
-	DefaultIdleTimeout         = 60 * time.Second
-	DefaultMaxHeaderBytes      = 16 << 10
 	DefaultMaxConcurrentProbes = 16
 	DefaultSchedulerJitter     = 0.1
 )
@@ -25,6 +20,7 @@ func DefaultPolicy() Policy {
 		SuccessesBeforeHealthy:  1,
 		Retry:                   Retry{MaxRetries: 1, Backoff: 200 * time.Millisecond, MaxBackoff: 2 * time.Second, Jitter: 0.2},
 		Breaker:                 BreakerPolicy{FailureThreshold: 3, Window: 5, Delay: 30 * time.Second, SuccessThreshold: 2},
+		MaxRetryAfter:           time.Hour,
 	}
 }
 
@@ -34,13 +30,8 @@ func builtinDefaults() map[string]any {
 	p := DefaultPolicy()
 	return map[string]any{
 		"server": map[string]any{
-			"listen":            DefaultListen,
-			"shutdownDelay":     DefaultShutdownDelay,
-			"readHeaderTimeout": DefaultReadHeaderTimeout,
-			"readTimeout":       DefaultReadTimeout,
-			"writeTimeout":      DefaultWriteTimeout,
-			"idleTimeout":       DefaultIdleTimeout,
-			"maxHeaderBytes":    DefaultMaxHeaderBytes,
+			"listen":        DefaultListen,
+			"shutdownDelay": DefaultShutdownDelay,
 		},
 		"scheduler": map[string]any{
 			"maxConcurrentProbes": DefaultMaxConcurrentProbes,
@@ -51,6 +42,7 @@ func builtinDefaults() map[string]any {
 			"timeout":                 p.Timeout,
 			"failuresBeforeUnhealthy": p.FailuresBeforeUnhealthy,
 			"successesBeforeHealthy":  p.SuccessesBeforeHealthy,
+			"maxRetryAfter":           p.MaxRetryAfter,
 			"retry": map[string]any{
 				"maxRetries": p.Retry.MaxRetries,
 				"backoff":    p.Retry.Backoff,

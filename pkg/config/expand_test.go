@@ -91,8 +91,8 @@ func TestExpandTypes(t *testing.T) {
 	const cfg = `
 server:
   listen: ":${PORT:-8080}"
-  maxHeaderBytes: ${MAX_HEADER:-8192}
 scheduler:
+  maxConcurrentProbes: ${MAX_CONCURRENT:-8}
   jitter: ${JITTER}
 probes:
   - name: ${NAME:-db}
@@ -110,7 +110,7 @@ probes:
 `
 	l := mustLoad(t, cfg, map[string]string{"PORT": "9000", "CRITICAL": "true", "JITTER": "0.5"})
 	c := l.Config
-	if c.Server.Listen != ":9000" || c.Server.MaxHeaderBytes != 8192 || c.Scheduler.Jitter != 0.5 {
+	if c.Server.Listen != ":9000" || c.Scheduler.MaxConcurrentProbes != 8 || c.Scheduler.Jitter != 0.5 {
 		t.Errorf("server %+v scheduler %+v", c.Server, c.Scheduler)
 	}
 	p := c.Probes[0]

@@ -3,12 +3,14 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net"
+	"net/url"
 	"strings"
 	"testing"
 )
 
 // fakeKinds stands in for probes.Kinds, whose kinds other packages build. It knows the contract's kinds;
-// http and mcp need a url; an option named "bogus" is rejected; figma warns when its tokenEnv is unset.
+// http and mcp need a url; an option named "bogus" is rejected; figma warns when the variable of its token (or tokenEnv) is unset.
 type fakeKinds struct {
 	lookup func(string) (string, bool)
 }
@@ -32,13 +34,19 @@ func (k fakeKinds) CheckProbe(p *Probe) (bool, []string, error) {
 		errs = append(errs, Errorf("bogus", "unknown option, got %v", v))
 	}
 	var warnings []string
-	if env, _ := p.Options["tokenEnv"].(string); p.Kind == "figma" && env != "" {
+	env, _ := p.Options["tokenEnv"].(string)
+	key := "tokenEnv"
+	if tok, ok := p.Options["token"].(map[string]any); ok {
+		env, _ = tok["env"].(string)
+		key = "token"
+	}
+	if p.Kind == "figma" && env != "" {
 		lookup := k.lookup
 		if lookup == nil {
 			lookup = func(string) (string, bool) { return "", false }
 		}
 		if _, ok := lookup(env); !ok {
-			warnings = append(warnings, fmt.Sprintf("tokenEnv: %s is not set; the probe reports unhealthy until it is", env))
+			warnings = append(warnings, fmt.Sprintf("%s: %s is not set; the probe reports unhealthy until it is", key, env))
 		}
 	}
 	return local, warnings, errors.Join(errs...)
@@ -79,4 +87,17 @@ func containsLine(lines []string, want string) bool {
 		}
 	}
 	return false
+}
+
+// ProbeTargets implements TargetLister as probes.Kinds does, for the url and address options.
+func (k fakeKinds) ProbeTargets(p *Probe) []Target {
+	if a, ok := p.Options["address"].(string); ok && p.Kind == "tcp" {
+		return []Target{{Option: "address", Address: a}}
+	}
+	raw, _ := p.Options["url"].(string)
+	u, err := url.Parse(raw)
+	if err != nil || u.Port() == "" {
+		return nil
+	}
+	return []Target{{Option: "url", Address: net.JoinHostPort(u.Hostname(), u.Port())}}
 }

@@ -22,6 +22,20 @@ type Checker interface {
 	CheckProbe(p *Probe) (local bool, warnings []string, err error)
 }
 
+// TargetLister is optionally implemented by a Checker (probes.Kinds does): where a probe connects.
+// Validation uses it to refuse a critical probe aimed at the agent's own health endpoints.
+type TargetLister interface {
+	// ProbeTargets lists the addresses p's probe connects to; nothing for a kind that connects
+	// nowhere or options that do not validate.
+	ProbeTargets(p *Probe) []Target
+}
+
+// Target is one network address a probe connects to.
+type Target struct {
+	Option  string // the option that names it, relative to the probe ("url", "urls[1]", "address")
+	Address string // host:port
+}
+
 // Loaded is a validated config and where it came from.
 type Loaded struct {
 	Config   *Config
@@ -86,9 +100,9 @@ func Load(name string, data []byte, kinds Checker, lookupEnv func(string) (strin
 	return &Loaded{Config: cfg, Source: name, SHA256: hex.EncodeToString(sum[:]), LoadedAt: loadedAt, Warnings: warnings}, nil
 }
 
-// LoadFile reads path and calls Load.
+// LoadFile reads path (a regular file of at most MaxConfigBytes) and calls Load.
 func LoadFile(path string, kinds Checker, lookupEnv func(string) (string, bool)) (*Loaded, error) {
-	data, err := os.ReadFile(path)
+	data, err := ReadFile(path, MaxConfigBytes)
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
 	}

@@ -174,10 +174,10 @@ func TestLoadDefaultConfig(t *testing.T) {
 	if cfg.Probes[0].Interval != 5*time.Second || cfg.Probes[1].Interval != 10*time.Second {
 		t.Errorf("intervals: app %v, browserPool %v", cfg.Probes[0].Interval, cfg.Probes[1].Interval)
 	}
-	if f := cfg.Probes[3]; f.Interval != 5*time.Minute || f.Timeout != 5*time.Second || f.Options["tokenEnv"] != "FIGMA_TOKEN" {
+	if f := cfg.Probes[3]; f.Interval != 5*time.Minute || f.Timeout != 5*time.Second || !reflect.DeepEqual(f.Options["token"], map[string]any{"env": "FIGMA_TOKEN", "file": ""}) {
 		t.Errorf("figmaApi = %+v", f)
 	}
-	if !containsLine(l.Warnings, "probes[3].tokenEnv: FIGMA_TOKEN is not set") {
+	if !containsLine(l.Warnings, "probes[3].token: FIGMA_TOKEN is not set") {
 		t.Errorf("warnings = %q, want the figma token warning", l.Warnings)
 	}
 
@@ -238,9 +238,7 @@ func TestBuiltinDefaults(t *testing.T) {
 	l := mustLoad(t, "probes:\n  - {name: db, kind: tcp}\n", nil)
 	c := l.Config
 	wantServer := Server{
-		Listen: ":3008", ShutdownDelay: 5 * time.Second, ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second, IdleTimeout: 60 * time.Second,
-		MaxHeaderBytes: 16384,
+		Listen: ":3008", ShutdownDelay: 5 * time.Second,
 	}
 	if c.Server != wantServer {
 		t.Errorf("server = %+v, want %+v", c.Server, wantServer)
@@ -250,8 +248,9 @@ func TestBuiltinDefaults(t *testing.T) {
 	}
 	want := Policy{
 		Interval: 10 * time.Second, Timeout: 2 * time.Second, FailuresBeforeUnhealthy: 2, SuccessesBeforeHealthy: 1,
-		Retry:   Retry{MaxRetries: 1, Backoff: 200 * time.Millisecond, MaxBackoff: 2 * time.Second, Jitter: 0.2},
-		Breaker: BreakerPolicy{FailureThreshold: 3, Window: 5, Delay: 30 * time.Second, SuccessThreshold: 2},
+		Retry:         Retry{MaxRetries: 1, Backoff: 200 * time.Millisecond, MaxBackoff: 2 * time.Second, Jitter: 0.2},
+		Breaker:       BreakerPolicy{FailureThreshold: 3, Window: 5, Delay: 30 * time.Second, SuccessThreshold: 2},
+		MaxRetryAfter: time.Hour,
 	}
 	if !reflect.DeepEqual(c.Defaults, want) || !reflect.DeepEqual(DefaultPolicy(), want) {
 		t.Errorf("defaults = %+v, want %+v", c.Defaults, want)
@@ -284,7 +283,7 @@ probes:
     failuresBeforeUnhealthy: 5
     retry: {maxRetries: 0}
     breaker: {window: 12, delay: 1m}
-    rateLimit: {max: 2}
+    rateLimit: {max: 12}
   - name: named
     kind: tcp
     breaker: shared
@@ -299,9 +298,10 @@ probes:
 	d := c.Defaults
 	wantDefaults := Policy{
 		Interval: 30 * time.Second, Timeout: 2 * time.Second, FailuresBeforeUnhealthy: 2, SuccessesBeforeHealthy: 1,
-		Retry:     Retry{MaxRetries: 3, Backoff: time.Second, MaxBackoff: 2 * time.Second, Jitter: 0.2},
-		Breaker:   BreakerPolicy{FailureThreshold: 4, Window: 8, Delay: 30 * time.Second, SuccessThreshold: 2},
-		RateLimit: &RateLimit{Max: 10, Per: time.Minute},
+		Retry:         Retry{MaxRetries: 3, Backoff: time.Second, MaxBackoff: 2 * time.Second, Jitter: 0.2},
+		MaxRetryAfter: time.Hour,
+		Breaker:       BreakerPolicy{FailureThreshold: 4, Window: 8, Delay: 30 * time.Second, SuccessThreshold: 2},
+		RateLimit:     &RateLimit{Max: 10, Per: time.Minute},
 	}
 	if !reflect.DeepEqual(d, wantDefaults) {
 		t.Fatalf("defaults = %+v, want built-ins merged key by key: %+v", d, wantDefaults)
@@ -314,9 +314,10 @@ probes:
 		{0, wantDefaults, ""},
 		{1, Policy{
 			Interval: 5 * time.Second, Timeout: time.Second, FailuresBeforeUnhealthy: 5, SuccessesBeforeHealthy: 1,
-			Retry:     Retry{MaxRetries: 0, Backoff: time.Second, MaxBackoff: 2 * time.Second, Jitter: 0.2},
-			Breaker:   BreakerPolicy{FailureThreshold: 4, Window: 12, Delay: time.Minute, SuccessThreshold: 2},
-			RateLimit: &RateLimit{Max: 2, Per: time.Minute},
+			Retry:         Retry{MaxRetries: 0, Backoff: time.Second, MaxBackoff: 2 * time.Second, Jitter: 0.2},
+			Breaker:       BreakerPolicy{FailureThreshold: 4, Window: 12, Delay: time.Minute, SuccessThreshold: 2},
+			RateLimit:     &RateLimit{Max: 12, Per: time.Minute},
+			MaxRetryAfter: time.Hour,
 		}, ""},
 		{2, wantDefaults, "shared"},
 		{3, wantDefaults, "shared"},

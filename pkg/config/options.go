@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"reflect"
 	"strings"
@@ -130,36 +131,62 @@ func (v Value) Validate() error {
 	return nil
 }
 
+// ValidateSecret reports a Value that cannot hold a secret: a literal value, or no source at all. A
+// secret may name both env and file: the variable is read first, the file when the variable is unset
+// or empty (the default config's FIGMA_TOKEN, else the file FIGMA_TOKEN_FILE names).
+func (v Value) ValidateSecret() error {
+	switch {
+	case v.Value != "":
+		return errors.New("must come from env or file, never written in the config: write {env: VAR} or {file: /path/to/secret}")
+	case v.Env == "" && v.File == "":
+		return errors.New("set env (an environment variable) or file (a mounted Secret), e.g. {env: VAR} or {file: /path/to/secret}")
+	}
+	return nil
+}
+
 // IsSecret reports whether the value comes from outside the config (and so must never be shown).
 func (v Value) IsSecret() bool { return v.Env != "" || v.File != "" }
 
 // Resolve returns the value, reading the variable or the file now. An unset variable or a missing file
 // gives an error wrapping ErrSecretAbsent that names it (never the value).
 func (v Value) Resolve(lookup func(string) (string, bool)) (string, error) {
+	s, _, err := v.ResolveSource(lookup)
+	return s, err
+}
+
+// ResolveSource is Resolve that also says where the value came from ("env VAR", "file /path" or
+// "value"), never what it is. With both Env and File set, the variable wins when it is set and not
+// blank. A file is read with ReadFile (a regular file of at most MaxSecretBytes) and trimmed of
+// surrounding white space, as a mounted Secret often ends in a newline.
+func (v Value) ResolveSource(lookup func(string) (string, bool)) (value, source string, err error) {
 	if lookup == nil {
 		lookup = os.LookupEnv
 	}
-	switch {
-	case v.Env != "":
-		s, ok := lookup(v.Env)
-		if !ok || s == "" {
-			return "", fmt.Errorf("%w: set the environment variable %s", ErrSecretAbsent, v.Env)
-		}
-		return v.Prefix + s, nil
-	case v.File != "":
-		b, err := os.ReadFile(v.File)
-		if errors.Is(err, os.ErrNotExist) {
-			return "", fmt.Errorf("%w: file %s does not exist (mount the Secret there)", ErrSecretAbsent, v.File)
-		}
-		if err != nil {
-			return "", fmt.Errorf("read secret file %s: %w", v.File, errors.Unwrap(err))
-		}
-		s := strings.TrimSpace(string(b))
-		if s == "" {
-			return "", fmt.Errorf("%w: file %s is empty", ErrSecretAbsent, v.File)
-		}
-		return v.Prefix + s, nil
-	default:
-		return v.Value, nil
+	if v.Env == "" && v.File == "" {
+		return v.Value, "value", nil
 	}
+	if v.Env != "" {
+		if s, ok := lookup(v.Env); ok && strings.TrimSpace(s) != "" {
+			return v.Prefix + s, "env " + v.Env, nil
+		}
+		if v.File == "" {
+			return "", "", fmt.Errorf("%w: set the environment variable %s", ErrSecretAbsent, v.Env)
+		}
+	}
+	want := "mount the Secret there"
+	if v.Env != "" {
+		want = "set the environment variable " + v.Env + " or mount the Secret at " + v.File
+	}
+	b, err := ReadFile(v.File, MaxSecretBytes)
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", "", fmt.Errorf("%w: file %s does not exist (%s)", ErrSecretAbsent, v.File, want)
+	}
+	if err != nil {
+		return "", "", fmt.Errorf("secret file: %w", err)
+	}
+	s := strings.TrimSpace(string(b))
+	if s == "" {
+		return "", "", fmt.Errorf("%w: file %s is empty (%s)", ErrSecretAbsent, v.File, want)
+	}
+	return v.Prefix + s, "file " + v.File, nil
 }

@@ -50,6 +50,9 @@ func (c *Config) Validate(kinds Checker) (warnings []string, err error) {
 	v.policy("defaults", c.Defaults, func(...string) bool { return true }, false)
 	v.probes(c, kinds)
 	v.egress(c)
+	if kinds != nil {
+		v.errs = append(v.errs, Flatten(c.CheckSelfTargets(kinds, c.Server.Listen))...)
+	}
 	_, graphErrs := c.dependencyGraph()
 	v.errs = append(v.errs, graphErrs...)
 	if len(v.errs) == 0 {
@@ -96,13 +99,6 @@ func (v *validation) server(s Server) {
 	}
 	if s.ShutdownDelay < 0 {
 		v.fail("server.shutdownDelay", "must be >= 0, got %s", s.ShutdownDelay)
-	}
-	v.positive("server.readHeaderTimeout", s.ReadHeaderTimeout)
-	v.positive("server.readTimeout", s.ReadTimeout)
-	v.positive("server.writeTimeout", s.WriteTimeout)
-	v.positive("server.idleTimeout", s.IdleTimeout)
-	if s.MaxHeaderBytes <= 0 {
-		v.fail("server.maxHeaderBytes", "must be > 0, got %d", s.MaxHeaderBytes)
 	}
 }
 
@@ -152,6 +148,9 @@ func (v *validation) policy(path string, p Policy, own func(keys ...string) bool
 	if local {
 		return
 	}
+	if own("maxRetryAfter") {
+		v.positive(at("maxRetryAfter"), p.MaxRetryAfter)
+	}
 
 	r := p.Retry
 	if own("retry.maxRetries") {
@@ -190,6 +189,14 @@ func (v *validation) policy(path string, p Policy, own func(keys ...string) bool
 		if own("rateLimit.per") {
 			v.positive(at("rateLimit.per"), rl.Per)
 		}
+		// The schedule alone must fit in the limit, or executions are turned away every period. Retries
+		// take permits too; they are not counted, as they only come with failures.
+		if own("interval", "rateLimit.max", "rateLimit.per") && rl.Max >= 1 && rl.Per > 0 && p.Interval > 0 {
+			if need := (rl.Per + p.Interval - 1) / p.Interval; int64(rl.Max) < int64(need) {
+				v.fail(at("rateLimit.max"), "allows %d executions per %s, but interval %s schedules %d per %s: "+
+					"raise max to at least %d, or lengthen per or the interval", rl.Max, rl.Per, p.Interval, need, rl.Per, need)
+			}
+		}
 	}
 }
 
@@ -225,6 +232,7 @@ func (v *validation) probes(c *Config, kinds Checker) {
 		}
 
 		v.kind(path, p, kinds)
+		v.literalCredentialHeaders(path, p)
 		v.policy(path, p.Policy, p.owns, p.Local)
 		if p.Local {
 			v.ignoredPolicies(path, p, c.Defaults)

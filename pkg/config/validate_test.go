@@ -12,8 +12,7 @@ import (
 func validConfig() *Config {
 	p := DefaultPolicy()
 	return &Config{
-		Server: Server{Listen: ":3008", ShutdownDelay: time.Second, ReadHeaderTimeout: time.Second, ReadTimeout: time.Second,
-			WriteTimeout: time.Second, IdleTimeout: time.Second, MaxHeaderBytes: 1024},
+		Server:    Server{Listen: ":3008", ShutdownDelay: time.Second},
 		Scheduler: Scheduler{MaxConcurrentProbes: 1},
 		Defaults:  p,
 		Probes: []Probe{

@@ -36,6 +36,9 @@ var (
 	probeStatuses   = []probes.Status{probes.Healthy, probes.Degraded, probes.Unhealthy, probes.Unknown, probes.Blocked}
 	overallStatuses = []probes.Status{probes.Healthy, probes.Degraded, probes.Unhealthy}
 	breakerStates   = []string{breakers.Closed, breakers.Open, breakers.HalfOpen}
+	// breakerOutcomes are the outcomes of a call through a breaker, as Resilience4j's
+	// resilience4j_circuitbreaker_calls counts them (its successful, failed and not_permitted).
+	breakerOutcomes = []string{breakers.OutcomeSuccess, breakers.OutcomeFailure, breakers.OutcomeRejected}
 	// breakerEdges are the transitions a failsafe-go breaker makes on its own; their counters start at 0
 	// so that increase() sees the first one.
 	breakerEdges = [][2]string{
@@ -57,10 +60,13 @@ type Metrics struct {
 	handler http.Handler
 
 	duration    *prometheus.HistogramVec
+	retries     *prometheus.CounterVec // by probe
+	flaps       *prometheus.CounterVec // by probe
 	transitions *prometheus.CounterVec
+	calls       *prometheus.CounterVec // by breaker and outcome
 
-	// mu guards the names that have children in duration and transitions, so that a scrape can delete
-	// those a reload removed.
+	// mu guards the names that have children in the histogram and counters, so that a scrape can delete
+	// those a reload removed; hooks observe under it too.
 	mu           sync.Mutex
 	probeNames   map[string]bool
 	breakerNames map[string]bool
@@ -78,10 +84,22 @@ func New(reg Registry, version string) *Metrics {
 			Help:    "Duration of a probe's scheduled executions through its policies (retries included).",
 			Buckets: DurationBuckets,
 		}, []string{"probe"}),
+		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "health_agent_probe_retries_total",
+			Help: "Attempts a probe's executions made after their first (the retry policy's retries).",
+		}, []string{"probe"}),
+		flaps: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "health_agent_probe_flaps_total",
+			Help: "Executions whose outcome (failed or succeeded) differs from the probe's previous execution's, before hysteresis.",
+		}, []string{"probe"}),
 		transitions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "health_agent_breaker_transitions_total",
 			Help: "Circuit breaker state changes.",
 		}, []string{"breaker", "from", "to"}),
+		calls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "health_agent_breaker_calls_total",
+			Help: "Calls through a circuit breaker by outcome: success, failure, or rejected (the breaker was open; the dependency was not called).",
+		}, []string{"breaker", "outcome"}),
 		probeNames:   map[string]bool{},
 		breakerNames: map[string]bool{},
 
@@ -128,19 +146,36 @@ func (m *Metrics) Attach(src Source) { m.src.Store(&src) }
 // Handler serves the metrics in the Prometheus exposition formats.
 func (m *Metrics) Handler() http.Handler { return m.handler }
 
-// ObserveExecution is monitor.Options.OnExecution.
+// ObserveExecution is monitor.Options.OnExecution: the duration, the retries and whether it flapped.
 func (m *Metrics) ObserveExecution(e monitor.Execution) {
+	// Under mu, so that a concurrent scrape's sync cannot delete the series between its creation and
+	// this observation, leaving one it no longer knows about.
 	m.mu.Lock()
-	m.probeNames[e.Probe] = true
-	m.mu.Unlock()
+	defer m.mu.Unlock()
+	(*collector)(m).addProbeLocked(e.Probe)
 	m.duration.WithLabelValues(e.Probe).Observe(e.Duration.Seconds())
+	if e.Retries > 0 {
+		m.retries.WithLabelValues(e.Probe).Add(float64(e.Retries))
+	}
+	if e.Flapped {
+		m.flaps.WithLabelValues(e.Probe).Inc()
+	}
+}
+
+// ObserveBreakerCall is monitor.Options.OnBreakerCall: one call through breaker, with its outcome
+// (breakers.OutcomeSuccess, OutcomeFailure or OutcomeRejected).
+func (m *Metrics) ObserveBreakerCall(breaker, outcome string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	(*collector)(m).addBreakerLocked(breaker)
+	m.calls.WithLabelValues(breaker, outcome).Inc()
 }
 
 // ObserveBreakerTransition is monitor.Options.OnBreakerTransition.
 func (m *Metrics) ObserveBreakerTransition(t breakers.Transition) {
 	m.mu.Lock()
-	m.breakerNames[t.Breaker] = true
-	m.mu.Unlock()
+	defer m.mu.Unlock()
+	(*collector)(m).addBreakerLocked(t.Breaker)
 	m.transitions.WithLabelValues(t.Breaker, t.From, t.To).Inc()
 }
 
@@ -153,8 +188,14 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 		c.breakerState, c.breakerFailure, c.overall, c.ready, c.reloadOK, c.reloadTime} {
 		ch <- d
 	}
-	c.duration.Describe(ch)
-	c.transitions.Describe(ch)
+	for _, v := range c.vecs() {
+		v.Describe(ch)
+	}
+}
+
+// vecs are the histogram and counters, which keep their values between scrapes.
+func (c *collector) vecs() []prometheus.Collector {
+	return []prometheus.Collector{c.duration, c.retries, c.flaps, c.transitions, c.calls}
 }
 
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
@@ -167,48 +208,68 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		c.sync(s)
 		c.collectSnapshot(ch, s)
 	}
-	c.duration.Collect(ch)
-	c.transitions.Collect(ch)
+	for _, v := range c.vecs() {
+		v.Collect(ch)
+	}
 }
 
 // sync makes the histogram and counters hold exactly the probes and breakers of s: it deletes those a
-// reload removed and creates the missing ones at zero, so that every series exists from the start.
+// reload removed and creates the missing ones.
 func (c *collector) sync(s *monitor.Snapshot) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	probeNames := make(map[string]bool, len(s.Checks))
 	for i := range s.Checks {
 		probeNames[s.Checks[i].Name] = true
+		c.addProbeLocked(s.Checks[i].Name)
 	}
 	for name := range c.probeNames {
 		if !probeNames[name] {
 			c.duration.DeleteLabelValues(name)
+			c.retries.DeleteLabelValues(name)
+			c.flaps.DeleteLabelValues(name)
+			delete(c.probeNames, name)
 		}
 	}
-	for name := range probeNames {
-		if !c.probeNames[name] {
-			c.duration.WithLabelValues(name)
-		}
-	}
-	c.probeNames = probeNames
-
 	breakerNames := make(map[string]bool, len(s.Breakers))
 	for _, b := range s.Breakers {
 		breakerNames[b.Name] = true
+		c.addBreakerLocked(b.Name)
 	}
 	for name := range c.breakerNames {
 		if !breakerNames[name] {
 			c.transitions.DeletePartialMatch(prometheus.Labels{"breaker": name})
+			c.calls.DeletePartialMatch(prometheus.Labels{"breaker": name})
+			delete(c.breakerNames, name)
 		}
 	}
-	for name := range breakerNames {
-		if !c.breakerNames[name] {
-			for _, e := range breakerEdges {
-				c.transitions.WithLabelValues(name, e[0], e[1])
-			}
-		}
+}
+
+// addProbeLocked creates a probe's series at zero the first time it is seen (by a snapshot or a hook),
+// so that every series exists from the start and rate() and increase() see the first event.
+func (c *collector) addProbeLocked(name string) {
+	if c.probeNames[name] {
+		return
 	}
-	c.breakerNames = breakerNames
+	c.probeNames[name] = true
+	c.duration.WithLabelValues(name)
+	c.retries.WithLabelValues(name)
+	c.flaps.WithLabelValues(name)
+}
+
+// addBreakerLocked is addProbeLocked for a breaker: every transition a breaker makes on its own and
+// every call outcome.
+func (c *collector) addBreakerLocked(name string) {
+	if c.breakerNames[name] {
+		return
+	}
+	c.breakerNames[name] = true
+	for _, e := range breakerEdges {
+		c.transitions.WithLabelValues(name, e[0], e[1])
+	}
+	for _, o := range breakerOutcomes {
+		c.calls.WithLabelValues(name, o)
+	}
 }
 
 func (c *collector) collectSnapshot(ch chan<- prometheus.Metric, s *monitor.Snapshot) {
@@ -234,7 +295,7 @@ func (c *collector) collectSnapshot(ch chan<- prometheus.Metric, s *monitor.Snap
 	}
 	gauge(c.ready, bool01(s.Ready()))
 	// The initial load succeeded, or the agent would not run: no reload attempted yet counts as success.
-	gauge(c.reloadOK, bool01(s.Config.LastReload == (probes.Reload{}) || s.Config.LastReload.Success))
+	gauge(c.reloadOK, bool01(s.Config.LastReload == (monitor.Reload{}) || s.Config.LastReload.Success))
 	loaded := s.Config.LoadedAt
 	if loaded.IsZero() {
 		loaded = s.Config.LastReload.At

@@ -59,8 +59,13 @@ func TestCollector(t *testing.T) {
 
 	m.Attach(src)
 	m.ObserveExecution(monitor.Execution{Probe: "app", Status: probes.Healthy, Duration: 30 * time.Millisecond})
-	m.ObserveExecution(monitor.Execution{Probe: "figma", Status: probes.Unhealthy, Failed: true, Duration: 2 * time.Second})
+	m.ObserveExecution(monitor.Execution{Probe: "figma", Status: probes.Healthy, Duration: time.Second, Retries: 1})
+	m.ObserveExecution(monitor.Execution{Probe: "figma", Status: probes.Unhealthy, Failed: true, Flapped: true, Retries: 2, Duration: 2 * time.Second})
+	m.ObserveBreakerCall("figma-api", breakers.OutcomeSuccess)
+	m.ObserveBreakerCall("figma-api", breakers.OutcomeFailure)
+	m.ObserveBreakerCall("figma-api", breakers.OutcomeFailure)
 	m.ObserveBreakerTransition(breakers.Transition{Breaker: "figma-api", From: breakers.Closed, To: breakers.Open, At: failedAt})
+	m.ObserveBreakerCall("figma-api", breakers.OutcomeRejected)
 
 	scenarios := []struct {
 		name   string
@@ -81,7 +86,7 @@ func TestCollector(t *testing.T) {
 					{Name: "app", State: breakers.Closed},
 					{Name: "figma-api", State: breakers.Open, FailureRate: 80},
 				},
-				Config: probes.ConfigInfo{LoadedAt: loadedAt, LastReload: probes.Reload{At: failedAt, Error: "bad"}},
+				Config: monitor.ConfigInfo{LoadedAt: loadedAt, LastReload: monitor.Reload{At: failedAt, Error: "bad"}},
 			},
 			want: []expect{
 				{series{"health_agent_probe_up", l("probe", "app")}, 1},
@@ -96,7 +101,19 @@ func TestCollector(t *testing.T) {
 				{series{"health_agent_probe_consecutive_failures", l("probe", "figma")}, 4},
 				{series{"health_agent_probe_consecutive_failures", l("probe", "app")}, 0},
 				{series{"health_agent_probe_duration_seconds", l("probe", "app")}, 1},
-				{series{"health_agent_probe_duration_seconds", l("probe", "figma")}, 1},
+				{series{"health_agent_probe_duration_seconds", l("probe", "figma")}, 2},
+				{series{"health_agent_probe_retries_total", l("probe", "figma")}, 3},
+				{series{"health_agent_probe_retries_total", l("probe", "app")}, 0},
+				{series{"health_agent_probe_retries_total", l("probe", "memory")}, 0}, // exists before its first run
+				{series{"health_agent_probe_flaps_total", l("probe", "figma")}, 1},
+				{series{"health_agent_probe_flaps_total", l("probe", "app")}, 0},
+				{series{"health_agent_probe_flaps_total", l("probe", "memory")}, 0},
+				{series{"health_agent_breaker_calls_total", l("breaker", "figma-api", "outcome", "success")}, 1},
+				{series{"health_agent_breaker_calls_total", l("breaker", "figma-api", "outcome", "failure")}, 2},
+				{series{"health_agent_breaker_calls_total", l("breaker", "figma-api", "outcome", "rejected")}, 1},
+				{series{"health_agent_breaker_calls_total", l("breaker", "app", "outcome", "success")}, 0}, // before its first call
+				{series{"health_agent_breaker_calls_total", l("breaker", "app", "outcome", "failure")}, 0},
+				{series{"health_agent_breaker_calls_total", l("breaker", "app", "outcome", "rejected")}, 0},
 				{series{"health_agent_probe_duration_seconds", l("probe", "memory")}, 0}, // exists before its first run
 				{series{"health_agent_breaker_state", l("breaker", "figma-api", "state", "OPEN")}, 1},
 				{series{"health_agent_breaker_state", l("breaker", "figma-api", "state", "CLOSED")}, 0},
@@ -107,6 +124,8 @@ func TestCollector(t *testing.T) {
 				{series{"health_agent_breaker_transitions_total", l("breaker", "figma-api", "from", "CLOSED", "to", "OPEN")}, 1},
 				{series{"health_agent_breaker_transitions_total", l("breaker", "app", "from", "CLOSED", "to", "OPEN")}, 0},
 				{series{"health_agent_breaker_transitions_total", l("breaker", "app", "from", "HALF_OPEN", "to", "CLOSED")}, 0},
+				// A breaker first seen by a hook still gets its other series at zero.
+				{series{"health_agent_breaker_transitions_total", l("breaker", "figma-api", "from", "HALF_OPEN", "to", "CLOSED")}, 0},
 				{series{"health_agent_overall_status", l("status", "degraded")}, 1},
 				{series{"health_agent_overall_status", l("status", "healthy")}, 0},
 				{series{"health_agent_overall_status", l("status", "unhealthy")}, 0},
@@ -124,12 +143,13 @@ func TestCollector(t *testing.T) {
 					{Name: "memory", Status: probes.Healthy},
 				},
 				Breakers: []breakers.Stats{{Name: "app", State: breakers.HalfOpen, FailureRate: 50}},
-				Config:   probes.ConfigInfo{LoadedAt: failedAt, LastReload: probes.Reload{At: failedAt, Success: true}},
+				Config:   monitor.ConfigInfo{LoadedAt: failedAt, LastReload: monitor.Reload{At: failedAt, Success: true}},
 			},
 			want: []expect{
 				{series{"health_agent_probe_up", l("probe", "app")}, 0},
 				{series{"health_agent_probe_status", l("probe", "app", "status", "unknown")}, 1},
 				{series{"health_agent_probe_duration_seconds", l("probe", "app")}, 1}, // kept across the reload
+				{series{"health_agent_breaker_calls_total", l("breaker", "app", "outcome", "success")}, 0},
 				{series{"health_agent_breaker_state", l("breaker", "app", "state", "HALF_OPEN")}, 1},
 				{series{"health_agent_breaker_failure_ratio", l("breaker", "app")}, 0.5},
 				{series{"health_agent_overall_status", l("status", "unhealthy")}, 1},
@@ -145,6 +165,9 @@ func TestCollector(t *testing.T) {
 				{"health_agent_breaker_state", l("breaker", "figma-api")},
 				{"health_agent_breaker_failure_ratio", l("breaker", "figma-api")},
 				{"health_agent_breaker_transitions_total", l("breaker", "figma-api")},
+				{"health_agent_probe_retries_total", l("probe", "figma")},
+				{"health_agent_probe_flaps_total", l("probe", "figma")},
+				{"health_agent_breaker_calls_total", l("breaker", "figma-api")},
 			},
 		},
 		{
@@ -152,7 +175,7 @@ func TestCollector(t *testing.T) {
 			snap: &monitor.Snapshot{
 				Overall: probes.Healthy,
 				Checks:  []monitor.CheckView{{Name: "app", Critical: true, Status: probes.Healthy}},
-				Config:  probes.ConfigInfo{LoadedAt: loadedAt},
+				Config:  monitor.ConfigInfo{LoadedAt: loadedAt},
 			},
 			want: []expect{
 				{series{"health_agent_config_last_reload_successful", nil}, 1},
@@ -223,5 +246,56 @@ func TestDurationHistogram(t *testing.T) {
 		if want, ok := cumulative[b.GetUpperBound()]; ok && b.GetCumulativeCount() != want {
 			t.Errorf("bucket le=%v: %d, want %d", b.GetUpperBound(), b.GetCumulativeCount(), want)
 		}
+	}
+}
+
+// TestHooksDuringReload calls the hooks for a probe and a breaker that a reload removed while scrapes
+// run: once the hooks stop, the next scrape exports none of their series (none is left orphaned).
+func TestHooksDuringReload(t *testing.T) {
+	src := &fixedSource{}
+	src.snap.Store(&monitor.Snapshot{
+		Overall:  probes.Healthy,
+		Checks:   []monitor.CheckView{{Name: "kept", Status: probes.Healthy, Breaker: "kept"}},
+		Breakers: []breakers.Stats{{Name: "kept", State: breakers.Closed}},
+	})
+	m := metrics.New(prometheus.NewRegistry(), "")
+	m.Attach(src)
+	srv := httptest.NewServer(m.Handler())
+	defer srv.Close()
+
+	stop := make(chan struct{})
+	hooksDone := make(chan struct{})
+	go func() {
+		defer close(hooksDone)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			m.ObserveExecution(monitor.Execution{Probe: "gone", Failed: true, Flapped: true, Retries: 1})
+			m.ObserveBreakerCall("gone", breakers.OutcomeFailure)
+			m.ObserveBreakerTransition(breakers.Transition{Breaker: "gone", From: breakers.Closed, To: breakers.Open})
+		}
+	}()
+	for range 20 {
+		scrape(t, srv.URL)
+	}
+	close(stop)
+	<-hooksDone
+	f := scrape(t, srv.URL)
+	for _, s := range []series{
+		{"health_agent_probe_duration_seconds", l("probe", "gone")},
+		{"health_agent_probe_retries_total", l("probe", "gone")},
+		{"health_agent_probe_flaps_total", l("probe", "gone")},
+		{"health_agent_breaker_calls_total", l("breaker", "gone")},
+		{"health_agent_breaker_transitions_total", l("breaker", "gone")},
+	} {
+		if f.metric(s.name, s.labels) != nil {
+			t.Errorf("%s%v still exported after the last scrape", s.name, s.labels)
+		}
+	}
+	if v, ok := f.value("health_agent_breaker_calls_total", l("breaker", "kept", "outcome", "success")); !ok || v != 0 {
+		t.Errorf("calls_total{kept,success} = %v (present %v), want 0", v, ok)
 	}
 }

@@ -89,6 +89,7 @@ func TestMonitorMetrics(t *testing.T) {
 	mon, err := monitor.New(first, monitor.Options{
 		Kinds: probes.Registry{"get": getKind}, Tick: 20 * time.Millisecond,
 		OnExecution: met.ObserveExecution, OnBreakerTransition: met.ObserveBreakerTransition,
+		OnBreakerCall: met.ObserveBreakerCall,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -124,7 +125,29 @@ func TestMonitorMetrics(t *testing.T) {
 				want(f, "health_agent_config_last_reload_successful", nil, 1),
 			)
 		})
+		// The breaker opens after its 2 failures and then rejects every execution (delay 1h).
+		eventually(t, srv.URL, "breaker calls counted", func(f families) error {
+			var errs []error
+			for _, c := range []struct {
+				breaker, outcome string
+				least            float64
+			}{{"flaky-dep", "failure", 2}, {"flaky-dep", "rejected", 1}, {"web", "success", 1}} {
+				if v, _ := f.value("health_agent_breaker_calls_total", l("breaker", c.breaker, "outcome", c.outcome)); v < c.least {
+					errs = append(errs, fmt.Errorf("calls_total{%s,%s} = %v, want >= %v", c.breaker, c.outcome, v, c.least))
+				}
+			}
+			return errors.Join(errs...)
+		})
 		f := scrape(t, srv.URL)
+		for _, s := range []series{
+			{"health_agent_breaker_calls_total", l("breaker", "web", "outcome", "rejected")},
+			{"health_agent_probe_retries_total", l("probe", "web")}, // no retry policy
+			{"health_agent_probe_flaps_total", l("probe", "flaky")}, // failed every time: never flapped
+		} {
+			if v, ok := f.value(s.name, s.labels); !ok || v != 0 {
+				t.Errorf("%s%v = %v (present %v), want 0", s.name, s.labels, v, ok)
+			}
+		}
 		if n, _ := f.value("health_agent_probe_duration_seconds", l("probe", "web")); n < 1 {
 			t.Errorf("duration histogram of web has %v samples, want >= 1", n)
 		}

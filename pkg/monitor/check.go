@@ -6,11 +6,13 @@ import (
 	"encoding/json"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/health-agent/health-agent/pkg/breakers"
 	"github.com/health-agent/health-agent/pkg/config"
 	"github.com/health-agent/health-agent/pkg/probes"
+	"github.com/health-agent/health-agent/pkg/redact"
 )
 
 // timelineLen is how many recent verdicts a check keeps for the status page's strip.
@@ -26,9 +28,10 @@ type check struct {
 
 	status               probes.Status // the verdict after hysteresis (never Unknown-for-staleness: that is a view)
 	reason               string
-	fields               map[string]any
+	fields               map[string]any // the last execution's that reached the dependency
 	duration             time.Duration
 	executions           uint64
+	lastAttempt          time.Time // the last execution that reached the dependency
 	lastChecked          time.Time
 	lastSuccess          time.Time
 	lastTransition       time.Time
@@ -45,17 +48,15 @@ type check struct {
 	lastFailed bool   // the previous such execution failed
 	timeline   [timelineLen]Point
 	timelineN  int
-	shown      probes.Status // the status the last snapshot showed (see Monitor.housekeep)
-	gen        uint64        // bumped by every execution or block: the state above changed
-	rendered   renderedCheck // the view last rendered from that state
+	revision   uint64  // bumped by every execution or block: the state above changed
+	recentView []Point // recent() as of recentRev, shared by the snapshots that show it
+	recentRev  uint64
 
 	kick      chan struct{} // a dependency changed: run now (capacity 1)
 	refused   bool          // the last execution was refused by the breaker without touching the dependency
+	retries   atomic.Int32  // retries made by the execution in flight (see GuardOptions.OnRetry)
 	first     chan struct{} // closed after the first execution; dependents' first runs wait for it
 	firstOnce sync.Once
-	// inFirstRound: the check was in the config Run started with (see Monitor.FirstRound). Set before
-	// its goroutine starts.
-	inFirstRound bool
 }
 
 // Point is one verdict on a probe's timeline.
@@ -87,17 +88,37 @@ func fingerprint(def config.Probe) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// record applies one execution's outcome with hysteresis. It reports whether the verdict changed.
+// outcome is what record made of one execution.
+type outcome struct {
+	changed bool // the verdict changed
+	flapped bool // the raw outcome (failed or not) differs from the previous execution's
+	// limited: the agent's own limits (rate limit, bulkhead) turned the execution away; it counted
+	// for nothing.
+	limited bool
+}
+
+// record applies one execution's outcome with hysteresis. secrets are hidden from the texts kept.
 //
 // A probe with no verdict yet (unknown or blocked) takes the first outcome as it is. After that it turns
 // unhealthy only after failuresBeforeUnhealthy consecutive failures, and healthy (or degraded) again
-// only after successesBeforeHealthy consecutive successes.
-func (c *check) record(now time.Time, res probes.Result, err error, dur time.Duration) (changed bool) {
-	c.gen++
+// only after successesBeforeHealthy consecutive successes. Two exceptions: an execution the agent's
+// own limits turned away keeps the verdict and counts nothing; a refusal by a breaker that the app's
+// own traffic opened (the breaker's threshold already judged) turns the probe unhealthy at once.
+func (c *check) record(now time.Time, res probes.Result, err error, dur time.Duration, secrets *redact.Secrets) (o outcome) {
+	c.revision++
+	clean := func(s string) string { return redact.Shown(s, secrets.List(), redact.MaxText) }
+	if err != nil && breakers.Limited(err) {
+		o.limited = true
+		if c.lastChecked.IsZero() {
+			c.reason = clean(err.Error()) // no verdict to keep: say why there is none yet
+		}
+		return o
+	}
 	c.executions++
 	if failed := err != nil; res.Status != probes.Unknown || failed {
 		if c.outcomes > 0 && failed != c.lastFailed {
 			c.flaps++
+			o.flapped = true
 		}
 		c.outcomes++
 		c.lastFailed = failed
@@ -107,9 +128,22 @@ func (c *check) record(now time.Time, res probes.Result, err error, dur time.Dur
 	c.duration = dur
 	c.lastChecked = now
 	c.blockedBy = ""
-	c.fields = res.Fields
-	if res.RetryAfter > 0 {
-		c.notBefore = now.Add(res.RetryAfter)
+	if !c.refused {
+		// A refusal did not reach the dependency: the fields of the last execution that did stay.
+		c.fields = res.Fields
+		c.lastAttempt = now
+	}
+	if wait := res.RetryAfter; wait > 0 {
+		// A dependency cannot park its probe: a 429 is honoured up to maxRetryAfter, any other
+		// answer's Retry-After up to one interval.
+		limit := c.def.Interval
+		if res.RateLimited {
+			limit = c.def.MaxRetryAfter
+		}
+		if limit > 0 {
+			wait = min(wait, limit)
+		}
+		c.notBefore = now.Add(wait)
 	}
 	prev := c.status
 	noVerdict := prev == probes.Unknown || prev == probes.Blocked
@@ -118,12 +152,13 @@ func (c *check) record(now time.Time, res probes.Result, err error, dur time.Dur
 	case err != nil:
 		c.consecutiveFailures++
 		c.consecutiveSuccesses = 0
-		c.reason = err.Error()
-		if noVerdict || c.consecutiveFailures >= c.def.FailuresBeforeUnhealthy {
+		c.reason = clean(err.Error())
+		_, byTraffic := rej.FromTraffic()
+		if noVerdict || c.consecutiveFailures >= c.def.FailuresBeforeUnhealthy || c.refused && byTraffic {
 			next = probes.Unhealthy
 		}
 	case res.Status == probes.Unknown:
-		c.reason = res.Reason
+		c.reason = clean(res.Reason)
 		next = probes.Unknown
 	default:
 		c.consecutiveSuccesses++
@@ -135,16 +170,17 @@ func (c *check) record(now time.Time, res probes.Result, err error, dur time.Dur
 		}
 		if prev != probes.Unhealthy || c.consecutiveSuccesses >= c.def.SuccessesBeforeHealthy {
 			next = status
-			c.reason = res.Reason
+			c.reason = clean(res.Reason)
 		}
 	}
 	c.setStatus(now, next)
-	return next != prev
+	o.changed = next != prev
+	return o
 }
 
 // block marks the check blocked by root, without executing it.
 func (c *check) block(now time.Time, root, why string) (changed bool) {
-	c.gen++
+	c.revision++
 	prev := c.status
 	c.blockedBy = root
 	c.reason = why
@@ -165,14 +201,19 @@ func (c *check) setStatus(now time.Time, s probes.Status) {
 	c.timelineN++
 }
 
-// recent returns the timeline, oldest first.
+// recent returns the timeline, oldest first. The slice is shared by every snapshot until the check
+// changes: callers must not modify it.
 func (c *check) recent() []Point {
+	if c.recentView != nil && c.recentRev == c.revision {
+		return c.recentView
+	}
 	n := min(c.timelineN, timelineLen)
 	out := make([]Point, 0, n)
 	for i := c.timelineN - n; i < c.timelineN; i++ {
 		out = append(out, c.timeline[i%timelineLen])
 	}
-	return out
+	c.recentView, c.recentRev = out[:n:n], c.revision
+	return c.recentView
 }
 
 // staleAt is when c's verdict goes stale, if it can: a check never executed or blocked cannot.

@@ -85,7 +85,7 @@ func TestHysteresis(t *testing.T) {
 					err = errors.New("boom")
 				}
 				now = now.Add(time.Second)
-				c.record(now, res, err, time.Millisecond)
+				c.record(now, res, err, time.Millisecond, nil)
 				if c.status != s.want {
 					t.Fatalf("step %d: status %s, want %s", i, c.status, s.want)
 				}
@@ -98,15 +98,40 @@ func TestHysteresis(t *testing.T) {
 }
 
 func TestStaleAfterStretchesForRetryAfter(t *testing.T) {
-	c := newCheck(config.Probe{Policy: config.Policy{Interval: 10 * time.Second}}, nil)
+	c := newCheck(config.Probe{Policy: config.Policy{Interval: 10 * time.Second, MaxRetryAfter: time.Hour}}, nil)
 	now := time.Unix(1000, 0)
-	c.record(now, probes.Result{Status: probes.Degraded}, nil, 0)
+	c.record(now, probes.Result{Status: probes.Degraded}, nil, 0, nil)
 	if got := c.staleAfter(); got != 30*time.Second {
 		t.Fatalf("staleAfter = %s, want 30s", got)
 	}
-	c.record(now, probes.Result{Status: probes.Degraded, RetryAfter: time.Minute}, nil, 0)
+	c.record(now, probes.Result{Status: probes.Degraded, RetryAfter: time.Minute, RateLimited: true}, nil, 0, nil)
 	if got := c.staleAfter(); got != 80*time.Second {
 		t.Fatalf("staleAfter with Retry-After 1m = %s, want 80s", got)
+	}
+}
+
+// A dependency cannot park its probe: a 429's Retry-After holds it back at most maxRetryAfter, and any
+// other answer's (a 503's) at most one interval.
+func TestRetryAfterIsCapped(t *testing.T) {
+	def := config.Probe{Policy: config.Policy{Interval: 10 * time.Second, MaxRetryAfter: time.Hour}}
+	now := time.Unix(1000, 0)
+	for _, tc := range []struct {
+		name        string
+		res         probes.Result
+		err         error
+		wantWaitMax time.Duration
+	}{
+		{"503 asking for a day", probes.Result{RetryAfter: 24 * time.Hour}, errors.New("status 503"), 10 * time.Second},
+		{"429 asking for a day", probes.Result{Status: probes.Degraded, RetryAfter: 24 * time.Hour, RateLimited: true}, nil, time.Hour},
+		{"429 asking for a minute", probes.Result{Status: probes.Degraded, RetryAfter: time.Minute, RateLimited: true}, nil, time.Minute},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newCheck(def, nil)
+			c.record(now, tc.res, tc.err, 0, nil)
+			if got := c.notBefore.Sub(now); got != tc.wantWaitMax {
+				t.Errorf("next execution held back %s, want %s", got, tc.wantWaitMax)
+			}
+		})
 	}
 }
 
@@ -119,7 +144,7 @@ func TestTimelineKeepsTheLastPoints(t *testing.T) {
 			err = errors.New("x")
 		}
 		now = now.Add(time.Second)
-		c.record(now, probes.Result{Status: probes.Healthy}, err, 0)
+		c.record(now, probes.Result{Status: probes.Healthy}, err, 0, nil)
 	}
 	pts := c.recent()
 	if len(pts) != timelineLen {

@@ -20,56 +20,65 @@ import (
 	"github.com/health-agent/health-agent/pkg/breakers"
 	"github.com/health-agent/health-agent/pkg/config"
 	"github.com/health-agent/health-agent/pkg/probes"
+	"github.com/health-agent/health-agent/pkg/redact"
 )
 
 // ErrNotRunning is returned by Reload when the monitor's Run loop is not running.
 var ErrNotRunning = errors.New("monitor not running")
 
-// A snapshot costs O(probes) to build (about 10ms at 1,000 probes). Publishing one per verdict change
-// made a burst of transitions (1,000 probes starting, an outage reaching many probes at once)
-// quadratic. So publishing for verdict changes has a budget: each such snapshot is charged
-// publishCostFactor times its build time, and while the charges run more than publishBurst ahead of
-// the clock, changes wait in the Run loop and are coalesced. A change that finds budget left (any
-// small config, any isolated change) is published at once, as before; a storm spends about
-// 1/publishCostFactor of a core on snapshots.
-const (
-	publishCostFactor = 10
-	publishBurst      = 250 * time.Millisecond
-)
+// DefaultPublishEvery is the shortest time between two snapshots: a burst of changes (1,000 probes
+// starting, an outage reaching many probes at once) is published as one.
+const DefaultPublishEvery = 100 * time.Millisecond
 
 // Options are a monitor's collaborators; all are optional.
 type Options struct {
 	Logger  *slog.Logger
 	Version string
-	Kinds   probes.Registry // default probes.Kinds
+	Kinds   probes.Registry // default Kinds()
 	// LookupEnv resolves secrets (default os.LookupEnv).
 	LookupEnv func(string) (string, bool)
 	// Tick is how often the monitor refreshes staleness, breaker delays and its liveness heartbeat
 	// (default 1s).
 	Tick time.Duration
-	// Refresh is how often a snapshot is rebuilt for executions that kept their verdicts, to show
-	// their new lastChecked, duration and fields (default 5 ticks). Verdict changes, staleness,
-	// breaker transitions and reloads are published at once or at the next tick regardless.
-	Refresh time.Duration
+	// PublishEvery is the shortest time between two snapshots (default DefaultPublishEvery): a change
+	// is published at once when the last snapshot is older, else when it is that old.
+	PublishEvery time.Duration
 	// OnExecution is called after each execution of a probe (for metrics). It must not block.
 	OnExecution func(Execution)
 	// OnBreakerTransition is called on each breaker state change (for metrics). It must not block.
 	OnBreakerTransition func(breakers.Transition)
+	// Secrets is the agent's set of resolved secret values, hidden from every text kept from a
+	// dependency (default: a set of the monitor's own). Probes add to it as they resolve secrets.
+	Secrets *redact.Secrets
 	// OnBreakerCall is called for each call a breaker sees, with its outcome: breakers.OutcomeSuccess,
 	// OutcomeFailure or OutcomeRejected (for metrics). It must not block.
 	OnBreakerCall func(breaker, outcome string)
 }
 
-// Execution is one probe execution, as reported to Options.OnExecution.
+// Execution is one execution of a probe through its policies: what Options.OnExecution reports, and
+// what RunOnce (`agent probe NAME`) returns.
 type Execution struct {
-	Probe  string
-	Status probes.Status // the verdict after hysteresis
-	Failed bool          // the execution itself failed (before hysteresis)
+	Probe string `json:"name"`
+	Kind  string `json:"kind"`
+	// Status is the verdict after hysteresis (RunOnce: the execution's own, without hysteresis).
+	Status probes.Status `json:"status"`
+	Reason string        `json:"reason,omitempty"`
+	Failed bool          `json:"failed"` // the execution itself failed (before hysteresis)
 	// Flapped: the execution's raw outcome (failed or not) differs from the previous execution's,
 	// before hysteresis, which hides flaps from the verdict.
-	Flapped  bool
-	Retries  int // attempts made after the first, within this execution
-	Duration time.Duration
+	Flapped  bool           `json:"-"`
+	Retries  int            `json:"retries"` // attempts made after the first, within this execution
+	Duration time.Duration  `json:"-"`
+	Fields   map[string]any `json:"fields,omitempty"`
+}
+
+// MarshalJSON writes the duration as durationMs, in milliseconds.
+func (e Execution) MarshalJSON() ([]byte, error) {
+	type plain Execution
+	return json.Marshal(struct {
+		plain
+		DurationMs float64 `json:"durationMs"`
+	}{plain(e), float64(e.Duration.Microseconds()) / 1000})
 }
 
 // Monitor runs the probes of a config and keeps the latest Snapshot.
@@ -86,35 +95,27 @@ type Monitor struct {
 	topo       []string
 	legacyName string
 	draining   bool
-	// nextStale is the earliest time a verdict shown in the last snapshot may go stale: the tick
-	// looks for staleness only from then on, instead of checking every probe every tick.
-	nextStale time.Time
-	bulkhead  bulkhead.Bulkhead[probes.Result]
+	bulkhead   bulkhead.Bulkhead[probes.Result]
 
 	snap       atomic.Pointer[Snapshot]
 	publishes  atomic.Uint64 // snapshots built, for tests and benchmarks
-	publishDue time.Time     // the publishing budget's clock (see publishCostFactor); guarded by mu
-	render     renderCache   // guarded by mu
 	dirty      atomic.Bool   // something shown in the snapshot changed since it was built
-	fresher    atomic.Bool   // an execution kept its verdict since the snapshot was built (see Options.Refresh)
-	changed    chan struct{} // a verdict changed: the Run loop publishes soon (capacity 1)
+	changed    chan struct{} // something changed: the Run loop publishes soon (capacity 1)
 	heartbeat  atomic.Int64  // unix nanos of the last housekeeping tick
-	configInfo atomic.Pointer[probes.ConfigInfo]
+	configInfo atomic.Pointer[ConfigInfo]
 	legacyBody atomic.Pointer[json.RawMessage]
 
 	reloads chan reloadRequest
-	// closedMu guards closedBreakers: the breakers that closed since the last tick, whose probes that
-	// were refused during the trial the tick runs at once. A transition is reported from inside an
-	// execution, where m.mu may not be taken.
-	closedMu       sync.Mutex
+	// breakerMu guards closedBreakers and openedBreakers: the breakers that closed or opened since the
+	// last tick, whose probes the tick runs at once (see kickOnBreakersLocked). A transition is
+	// reported from inside an execution (a probe's, or the app's own call through the egress proxy),
+	// where m.mu may not be taken.
+	breakerMu      sync.Mutex
 	closedBreakers []string
-	// firstRound is closed once every probe Run started with has finished its first execution (or
-	// was stopped before it); firstPending counts those still to finish.
-	firstRound   chan struct{}
-	firstPending atomic.Int64
-	phase        float64 // where this monitor's execution slots start, as a fraction of a slot (see coalesce)
-	running      atomic.Bool
-	stopped      chan struct{} // closed when Run returns
+	openedBreakers []string
+	phase          float64 // where this monitor's execution slots start, as a fraction of a slot (see coalesce)
+	running        atomic.Bool
+	stopped        chan struct{} // closed when Run returns
 }
 
 type reloadRequest struct {
@@ -129,28 +130,33 @@ func New(loaded *config.Loaded, opts Options) (*Monitor, error) {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	if opts.Kinds == nil {
-		opts.Kinds = probes.Kinds
+		opts.Kinds = Kinds()
 	}
 	if opts.Tick <= 0 {
 		opts.Tick = time.Second
 	}
-	if opts.Refresh <= 0 {
-		opts.Refresh = 5 * opts.Tick
+	if opts.PublishEvery <= 0 {
+		opts.PublishEvery = DefaultPublishEvery
+	}
+	if opts.Secrets == nil {
+		opts.Secrets = &redact.Secrets{}
 	}
 	m := &Monitor{
-		opts:       opts,
-		log:        opts.Logger,
-		startedAt:  time.Now(),
-		checks:     map[string]*check{},
-		reloads:    make(chan reloadRequest),
-		changed:    make(chan struct{}, 1),
-		stopped:    make(chan struct{}),
-		firstRound: make(chan struct{}),
-		phase:      rand.Float64(),
+		opts:      opts,
+		log:       opts.Logger,
+		startedAt: time.Now(),
+		checks:    map[string]*check{},
+		reloads:   make(chan reloadRequest),
+		changed:   make(chan struct{}, 1),
+		stopped:   make(chan struct{}),
+		phase:     rand.Float64(),
 	}
+	// The config kind reports this monitor's config.
+	m.opts.Kinds = maps.Clone(opts.Kinds)
+	m.opts.Kinds["config"] = configKind(m.ConfigInfo)
 	m.breakers = breakers.NewRegistry(m.onBreakerTransition, opts.OnBreakerCall)
 	m.heartbeat.Store(m.startedAt.UnixNano())
-	m.setConfigInfo(loaded, probes.Reload{}) // no reload attempted yet
+	m.setConfigInfo(loaded, Reload{}) // no reload attempted yet
 	checks, err := m.build(loaded, nil)
 	if err != nil {
 		return nil, err
@@ -190,7 +196,7 @@ func (m *Monitor) ReloadFailed(err error) {
 	m.mu.Lock()
 	loaded := m.loaded
 	m.mu.Unlock()
-	m.setConfigInfo(loaded, probes.Reload{At: time.Now(), Success: false, Error: err.Error()})
+	m.setConfigInfo(loaded, Reload{At: time.Now(), Success: false, Error: err.Error()})
 	m.kickKind("config")
 }
 
@@ -260,12 +266,7 @@ func (m *Monitor) Run(ctx context.Context) error {
 	m.mu.Lock()
 	initial := slices.Clone(m.ordered)
 	m.mu.Unlock()
-	m.firstPending.Store(int64(len(initial)))
-	if len(initial) == 0 {
-		close(m.firstRound)
-	}
 	for _, c := range initial {
-		c.inFirstRound = true
 		start(c)
 	}
 
@@ -288,7 +289,7 @@ func (m *Monitor) Run(ctx context.Context) error {
 		case <-m.changed:
 			if !pending {
 				pending = true
-				publish.Reset(m.untilPublish())
+				publish.Reset(max(0, m.opts.PublishEvery-time.Since(m.snap.Load().At)))
 			}
 		case now := <-publish.C:
 			pending = false
@@ -297,49 +298,22 @@ func (m *Monitor) Run(ctx context.Context) error {
 	}
 }
 
-// verdictChangedLocked publishes a snapshot now if the publishing budget allows, else asks the Run
-// loop to publish when it does. m.mu must be held.
-func (m *Monitor) verdictChangedLocked(now time.Time) {
+// markChanged records that something a snapshot shows has changed: the Run loop publishes a new one
+// within Options.PublishEvery. It never blocks and takes no lock.
+func (m *Monitor) markChanged() {
 	m.dirty.Store(true)
-	if m.publishWaitLocked(now) == 0 {
-		m.publishChangeLocked(now)
-		return
-	}
 	select {
 	case m.changed <- struct{}{}:
 	default: // a publish is already asked for
 	}
 }
 
-// publishWaitLocked is how long the next snapshot must wait for publishing budget. m.mu must be held.
-func (m *Monitor) publishWaitLocked(now time.Time) time.Duration {
-	ahead := m.publishDue.Sub(now) // saturates when publishDue is zero: compare before subtracting
-	if ahead <= publishBurst {
-		return 0
-	}
-	return ahead - publishBurst
-}
-
-func (m *Monitor) untilPublish() time.Duration {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.publishWaitLocked(time.Now())
-}
-
 func (m *Monitor) publishIfDirty(now time.Time) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.dirty.Load() {
-		m.publishChangeLocked(now)
+		m.publishLocked(now)
 	}
-}
-
-// publishChangeLocked publishes for verdict changes and charges the publishing budget. (The tick's
-// refreshes are not charged: the tick bounds them.) m.mu must be held.
-func (m *Monitor) publishChangeLocked(now time.Time) {
-	start := time.Now()
-	m.publishLocked(now)
-	m.publishDue = later(m.publishDue, start).Add(publishCostFactor * time.Since(start))
 }
 
 // runCheck is one probe's loop.
@@ -362,7 +336,7 @@ func (m *Monitor) runCheck(ctx context.Context, c *check) {
 			return
 		}
 	}
-	m.executeApart(ctx, c)
+	m.executeOnOwnStack(ctx, c)
 	m.firstDone(c)
 
 	jitter := m.jitter()
@@ -382,7 +356,7 @@ func (m *Monitor) runCheck(ctx context.Context, c *check) {
 				wait = d
 			case refused && c.breaker.IsClosed():
 				// Refused while another probe sharing the breaker ran the trial, which has closed it
-				// since. (Closing later is caught by kickRefusedLocked.)
+				// since. (Closing later is caught by kickOnBreakersLocked.)
 				wait = 0
 			}
 		}
@@ -402,16 +376,15 @@ func (m *Monitor) runCheck(ctx context.Context, c *check) {
 				continue
 			}
 		}
-		m.executeApart(ctx, c)
+		m.executeOnOwnStack(ctx, c)
 	}
 }
 
 // coalesce lengthens wait so that the execution lands on a grid of slots interval/40 wide (at most
 // 250ms, within the default jitter's spread), shifted by phase (a fraction of a slot, fixed per
 // monitor). Probes due in the same slot then wake the process once instead of each at its own instant:
-// at 100 probes on a 10s interval that took about a third off the agent's idle CPU, most of which is
-// waking up (threads, cold caches). The per-monitor phase keeps a fleet of agents from lining up on
-// the same instants at a shared dependency.
+// waking up (threads, cold caches) is most of an idle agent's CPU. The per-monitor phase keeps a fleet
+// of agents from lining up on the same instants at a shared dependency.
 func coalesce(now time.Time, wait, interval time.Duration, phase float64) time.Duration {
 	slot := min(interval/40, 250*time.Millisecond)
 	if slot <= 0 {
@@ -425,11 +398,11 @@ func coalesce(now time.Time, wait, interval time.Duration, phase float64) time.D
 	return due.Add(offset).Sub(now)
 }
 
-// executeApart runs execute on a goroutine of its own and waits for it. A probe's loop spends its life
+// executeOnOwnStack runs execute on a goroutine of its own and waits for it. A probe's loop spends its life
 // waiting on a timer, which needs little stack; an execution (a dial, TLS, JSON) grows a stack to
 // 8-16 KiB, which the loop's goroutine would keep between executions: about 8 MiB at 1,000 probes.
 // An execution's goroutine gives its stack back when it ends.
-func (m *Monitor) executeApart(ctx context.Context, c *check) {
+func (m *Monitor) executeOnOwnStack(ctx context.Context, c *check) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -440,17 +413,8 @@ func (m *Monitor) executeApart(ctx context.Context, c *check) {
 
 // firstDone marks c's first execution finished (or abandoned), once.
 func (m *Monitor) firstDone(c *check) {
-	c.firstOnce.Do(func() {
-		close(c.first)
-		if c.inFirstRound && m.firstPending.Add(-1) == 0 {
-			close(m.firstRound)
-		}
-	})
+	c.firstOnce.Do(func() { close(c.first) })
 }
-
-// FirstRound is closed once every probe of the config Run started with has finished its first
-// execution (or was stopped before it): the agent's start-up work is done.
-func (m *Monitor) FirstRound() <-chan struct{} { return m.firstRound }
 
 func (m *Monitor) jitter() float64 {
 	m.mu.Lock()
@@ -465,19 +429,19 @@ func (m *Monitor) execute(ctx context.Context, c *check) {
 		prev := c.status
 		if c.block(time.Now(), root, why) {
 			m.logTransition(c, prev)
-			m.verdictChangedLocked(time.Now())
 			m.kickDependentsLocked(c)
-		} else {
-			m.fresher.Store(true)
 		}
+		m.markChanged()
 		m.mu.Unlock()
 		return
 	}
 	m.mu.Unlock()
 
 	start := time.Now()
+	c.retries.Store(0)
 	res, err := c.guarded.Check(ctx)
 	dur := time.Since(start)
+	retries := int(c.retries.Load())
 	if ctx.Err() != nil {
 		return // stopping or replaced by a reload: this outcome says nothing about the dependency
 	}
@@ -488,24 +452,19 @@ func (m *Monitor) execute(ctx context.Context, c *check) {
 	now := time.Now()
 	m.mu.Lock()
 	prev := c.status
-	changed := c.record(now, res, err, dur)
-	if at, ok := c.staleAt(); ok && at.Before(m.nextStale) {
-		m.nextStale = at
-	}
-	if c.def.Legacy {
+	o := c.record(now, res, err, dur, m.opts.Secrets)
+	if c.def.Legacy && !o.limited {
 		// The latest execution's body, or none: a body from an earlier execution would pass a dead
 		// app off as alive.
 		body := res.Body
 		m.legacyBody.Store(&body)
 	}
 	status := c.status
-	if changed {
+	if o.changed {
 		m.logTransition(c, prev)
-		m.verdictChangedLocked(now)
 		m.kickDependentsLocked(c)
-	} else {
-		m.fresher.Store(true)
 	}
+	m.markChanged()
 	m.mu.Unlock()
 
 	if m.log.Enabled(ctx, slog.LevelDebug) { // every execution passes here: build no attributes for nothing
@@ -514,10 +473,11 @@ func (m *Monitor) execute(ctx context.Context, c *check) {
 			reason = err.Error()
 		}
 		m.log.Debug("probe executed", "probe", c.def.Name, "status", status, "failed", err != nil,
-			"duration", dur, "reason", reason)
+			"limited", o.limited, "duration", dur, "reason", redact.Shown(reason, m.opts.Secrets.List(), redact.MaxText))
 	}
-	if m.opts.OnExecution != nil {
-		m.opts.OnExecution(Execution{Probe: c.def.Name, Status: status, Failed: err != nil, Duration: dur})
+	if m.opts.OnExecution != nil && !o.limited {
+		m.opts.OnExecution(Execution{Probe: c.def.Name, Kind: c.def.Kind, Status: status, Failed: err != nil,
+			Flapped: o.flapped, Retries: retries, Duration: dur})
 	}
 }
 
@@ -552,25 +512,38 @@ func (m *Monitor) kickDependentsLocked(c *check) {
 	}
 }
 
-// kickRefusedLocked runs at once the probes whose last execution a breaker refused (open, or half-open
-// with its trial permits taken by other probes sharing it) when that breaker has closed since: without
-// it they would wait up to an interval to see the recovery another probe's trial proved.
-func (m *Monitor) kickRefusedLocked() {
-	m.closedMu.Lock()
-	closed := m.closedBreakers
-	m.closedBreakers = nil
-	m.closedMu.Unlock()
-	if len(closed) == 0 {
+// kickOnBreakersLocked runs at once, at the tick after a breaker changed:
+//   - when it closed, the probes whose last execution it refused (open, or half-open with its trial
+//     permits taken by other probes sharing it): without it they would wait up to an interval to see
+//     the recovery another probe's trial proved;
+//   - when the app's own calls through the egress proxy opened it, every probe it guards that has not
+//     been refused yet: their verdicts must follow within a second, not at their next interval.
+func (m *Monitor) kickOnBreakersLocked() {
+	m.breakerMu.Lock()
+	closed, opened := m.closedBreakers, m.openedBreakers
+	m.closedBreakers, m.openedBreakers = nil, nil
+	m.breakerMu.Unlock()
+	if len(closed) == 0 && len(opened) == 0 {
 		return
 	}
 	for _, c := range m.ordered {
-		if c.refused && c.breaker != nil && slices.Contains(closed, c.breaker.Name()) {
+		if c.breaker == nil {
+			continue
+		}
+		name := c.breaker.Name()
+		if c.refused && slices.Contains(closed, name) || !c.refused && slices.Contains(opened, name) && openedByTraffic(c.breaker) {
 			select {
 			case c.kick <- struct{}{}:
 			default:
 			}
 		}
 	}
+}
+
+// openedByTraffic reports whether b is open because of the app's own calls through the egress proxy.
+func openedByTraffic(b *breakers.Breaker) bool {
+	_, ok := b.Rejection().FromTraffic()
+	return ok
 }
 
 func (m *Monitor) kickKind(kind string) {
@@ -597,59 +570,47 @@ func (m *Monitor) logTransition(c *check, prev probes.Status) {
 
 func (m *Monitor) onBreakerTransition(t breakers.Transition) {
 	m.log.Info("breaker state changed", "breaker", t.Breaker, "from", t.From, "to", t.To)
-	m.dirty.Store(true)
-	if t.To == breakers.Closed {
-		m.closedMu.Lock()
+	m.markChanged()
+	switch t.To {
+	case breakers.Closed:
+		m.breakerMu.Lock()
 		m.closedBreakers = append(m.closedBreakers, t.Breaker)
-		m.closedMu.Unlock()
+		m.breakerMu.Unlock()
+	case breakers.Open:
+		m.breakerMu.Lock()
+		m.openedBreakers = append(m.openedBreakers, t.Breaker)
+		m.breakerMu.Unlock()
 	}
 	if m.opts.OnBreakerTransition != nil {
 		m.opts.OnBreakerTransition(t)
 	}
 }
 
-// housekeep republishes when anything shown changed since the last snapshot: a verdict gone stale, a
-// breaker's remaining delay, a change that was waiting for the tick; and, once the last snapshot is
-// Options.Refresh old, executions that kept their verdicts. (Rebuilding for those on every tick was a
-// third of the agent's idle CPU at 100 probes.)
+// housekeep runs at each tick: it starts the probes a breaker change concerns, and republishes when
+// what a snapshot shows moved with the clock alone: a verdict gone stale, a breaker's remaining delay,
+// the countdown in a refused probe's reason. (Changes are published by the Run loop, coalesced.)
 func (m *Monitor) housekeep(now time.Time) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.kickRefusedLocked()
-	republish := m.dirty.Load() || (m.fresher.Load() && now.Sub(m.snap.Load().At)+m.opts.Tick/2 >= m.opts.Refresh)
-	if !republish && !now.Before(m.nextStale) {
-		for _, c := range m.ordered {
-			if c.shown != m.viewStatus(c, now) {
-				republish = true
-				break
-			}
+	m.kickOnBreakersLocked()
+	republish := false
+	last := m.snap.Load()
+	for _, c := range m.ordered {
+		if republish {
+			break
 		}
-		if !republish {
-			m.nextStale = m.nextStaleLocked(now) // executions since the snapshot moved the deadline
-		}
+		// Staleness is the clock's doing: the same state seen at the last snapshot and now.
+		republish = c.refused || m.viewStatus(c, last.At) != m.viewStatus(c, now)
 	}
-	if !republish {
-		for _, b := range m.snap.Load().Breakers {
-			if b.State != breakers.Closed {
-				republish = true // its remaining delay moves
-				break
-			}
+	for _, b := range last.Breakers {
+		if republish {
+			break
 		}
+		republish = b.State != breakers.Closed // its remaining delay moves
 	}
 	if republish {
 		m.publishLocked(now)
 	}
-}
-
-// nextStaleLocked is the earliest time a verdict that is not stale at now goes stale. m.mu must be held.
-func (m *Monitor) nextStaleLocked(now time.Time) time.Time {
-	next := now.Add(time.Hour) // nothing can go stale: look again in an hour all the same
-	for _, c := range m.ordered {
-		if at, ok := c.staleAt(); ok && !at.Before(now) && at.Before(next) {
-			next = at
-		}
-	}
-	return next
 }
 
 // viewStatus is c's status as shown: unknown once its verdict is stale.
@@ -663,7 +624,6 @@ func (m *Monitor) viewStatus(c *check, now time.Time) probes.Status {
 // publishLocked builds and swaps a new snapshot. m.mu must be held.
 func (m *Monitor) publishLocked(now time.Time) {
 	m.dirty.Store(false)
-	m.fresher.Store(false)
 	var prevBreakers []breakers.Stats
 	if prev := m.snap.Load(); prev != nil {
 		prevBreakers = prev.Breakers
@@ -676,62 +636,53 @@ func (m *Monitor) publishLocked(now time.Time) {
 		Checks:       make([]CheckView, 0, len(m.ordered)),
 		Breakers:     m.breakers.StatsSince(prevBreakers),
 		Order:        m.topo,
+		LegacyProbe:  m.legacyName,
 	}
 	if ci := m.configInfo.Load(); ci != nil {
 		s.Config = *ci
 	}
+	if m.legacyName != "" {
+		s.Legacy = m.LegacyBody()
+	}
 	for _, c := range m.ordered {
-		v := CheckView{
-			Name: c.def.Name, Kind: c.def.Kind, Critical: c.def.Critical,
-			Status: m.viewStatus(c, now), Reason: c.reason, Duration: c.duration,
-			LastChecked: c.lastChecked, LastSuccess: c.lastSuccess, LastTransition: c.lastTransition,
-			ConsecutiveFailures: c.consecutiveFailures, Transitions: c.transitions, Flaps: c.flaps,
-			EverHealthy: c.everHealthy, DependsOn: c.def.DependsOn, BlockedBy: c.blockedBy,
-			Fields: c.fields,
-		}
-		if !c.def.Local {
-			v.Breaker = c.def.Breaker()
-		}
-		if v.Status == probes.Unknown && c.status != probes.Unknown {
-			was := string(c.status)
-			if c.reason != "" {
-				was += ": " + c.reason
-			}
-			v.Reason = fmt.Sprintf("stale: last result %s ago (was %s)", now.Sub(c.lastChecked).Round(time.Millisecond), was)
-		}
-		if err := c.render(&v); err != nil {
-			// Kind fields that cannot be rendered are a bug in a kind; keep serving the last good snapshot.
-			m.log.Error("snapshot not published", "err", err)
-			return
-		}
+		v := m.viewLocked(c, now)
 		if v.Critical && !v.EverHealthy {
 			s.Starting = true
 		}
 		s.Checks = append(s.Checks, v)
 	}
-	for i, c := range m.ordered {
-		c.shown = s.Checks[i].Status
-	}
-	m.nextStale = m.nextStaleLocked(now)
 	s.Overall = overall(s.Checks)
-	var legacy json.RawMessage
-	if m.legacyName != "" {
-		legacy = m.LegacyBody()
-	}
-	if err := s.prepare(legacy, m.legacyName, &m.render); err != nil {
-		// Kind fields that cannot be rendered are a bug in a kind; keep serving the last good snapshot.
-		m.log.Error("snapshot not published", "err", err)
-		return
-	}
 	m.snap.Store(s)
 	m.publishes.Add(1)
 }
 
-func later(a, b time.Time) time.Time {
-	if a.After(b) {
-		return a
+// viewLocked is c as a snapshot taken at now shows it. m.mu must be held.
+func (m *Monitor) viewLocked(c *check, now time.Time) CheckView {
+	v := CheckView{
+		Name: c.def.Name, Kind: c.def.Kind, Critical: c.def.Critical,
+		Status: m.viewStatus(c, now), Reason: c.reason, Duration: c.duration,
+		LastAttempt: c.lastAttempt, LastChecked: c.lastChecked, LastSuccess: c.lastSuccess, LastTransition: c.lastTransition,
+		ConsecutiveFailures: c.consecutiveFailures, Transitions: c.transitions, Flaps: c.flaps,
+		EverHealthy: c.everHealthy, DependsOn: c.def.DependsOn, BlockedBy: c.blockedBy,
+		Fields: c.fields, Timeline: c.recent(), Revision: c.revision,
 	}
-	return b
+	if !c.def.Local {
+		v.Breaker = c.def.Breaker()
+	}
+	if c.refused && c.status != probes.Blocked && c.breaker != nil {
+		// The breaker's countdown moves: say it as of this snapshot, never as of the refusal.
+		if rej := c.breaker.Rejection(); rej != nil {
+			v.Reason = redact.Shown(rej.Error(), m.opts.Secrets.List(), redact.MaxText)
+		}
+	}
+	if v.Status == probes.Unknown && c.status != probes.Unknown {
+		was := string(c.status)
+		if c.reason != "" {
+			was += ": " + c.reason
+		}
+		v.Reason = fmt.Sprintf("stale: last result %s ago (was %s)", now.Sub(c.lastChecked).Round(time.Millisecond), was)
+	}
+	return v
 }
 
 // build makes the checks of loaded, reusing from old every check whose definition did not change.
@@ -740,9 +691,9 @@ func (m *Monitor) build(loaded *config.Loaded, old map[string]*check) (map[strin
 	m.breakers.Sync(cfg)
 	bh := m.currentBulkhead(cfg.Scheduler.MaxConcurrentProbes)
 	env := probes.Env{
+		Secrets:    m.opts.Secrets,
 		LookupEnv:  m.opts.LookupEnv,
 		Logger:     m.log,
-		ConfigInfo: m.ConfigInfo,
 		LegacyBody: m.LegacyBody,
 	}
 	out := make(map[string]*check, len(cfg.Probes))
@@ -762,7 +713,9 @@ func (m *Monitor) build(loaded *config.Loaded, old map[string]*check) (map[strin
 		if !def.Local {
 			br = m.breakers.Get(def.Breaker())
 		}
-		c := newCheck(def, breakers.Guard(p, def.Policy, br, bh, breakers.GuardOptions{Source: def.Name}))
+		c := newCheck(def, nil)
+		c.guarded = breakers.Guard(p, def.Policy, br, bh, breakers.GuardOptions{Source: def.Name,
+			OnRetry: func() { c.retries.Add(1) }})
 		c.breaker = br
 		out[def.Name] = c
 	}
@@ -799,7 +752,6 @@ func (m *Monitor) install(loaded *config.Loaded, checks map[string]*check) {
 		m.legacyBody.Store(nil)
 	}
 	m.topo, _ = loaded.Config.Order()
-	m.render.invalidate()
 }
 
 // apply swaps in a new config from the Run loop.
@@ -809,7 +761,7 @@ func (m *Monitor) apply(loaded *config.Loaded, start func(*check), stop func([]*
 	m.mu.Unlock()
 	checks, err := m.build(loaded, old)
 	if err != nil {
-		m.setConfigInfo(m.currentLoaded(), probes.Reload{At: time.Now(), Error: err.Error()})
+		m.setConfigInfo(m.currentLoaded(), Reload{At: time.Now(), Error: err.Error()})
 		m.mu.Lock()
 		m.publishLocked(time.Now())
 		m.mu.Unlock()
@@ -834,7 +786,7 @@ func (m *Monitor) apply(loaded *config.Loaded, start func(*check), stop func([]*
 			start(c)
 		}
 	}
-	m.setConfigInfo(loaded, probes.Reload{At: time.Now(), Success: true})
+	m.setConfigInfo(loaded, Reload{At: time.Now(), Success: true})
 	m.kickKind("config")
 	m.mu.Lock()
 	m.publishLocked(time.Now())
@@ -850,18 +802,18 @@ func (m *Monitor) currentLoaded() *config.Loaded {
 	return m.loaded
 }
 
-func (m *Monitor) setConfigInfo(l *config.Loaded, r probes.Reload) {
-	ci := &probes.ConfigInfo{Source: l.Source, SHA256: l.SHA256, LoadedAt: l.LoadedAt, LastReload: r}
+func (m *Monitor) setConfigInfo(l *config.Loaded, r Reload) {
+	ci := &ConfigInfo{Source: l.Source, SHA256: l.SHA256, LoadedAt: l.LoadedAt, LastReload: r}
 	m.configInfo.Store(ci)
 	m.dirty.Store(true)
 }
 
 // ConfigInfo reports the running config and the last reload's outcome (for the config kind).
-func (m *Monitor) ConfigInfo() probes.ConfigInfo {
+func (m *Monitor) ConfigInfo() ConfigInfo {
 	if ci := m.configInfo.Load(); ci != nil {
 		return *ci
 	}
-	return probes.ConfigInfo{}
+	return ConfigInfo{}
 }
 
 // LegacyBody returns the legacy probe's latest JSON body, or nil.

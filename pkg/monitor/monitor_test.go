@@ -188,12 +188,6 @@ func TestInitialSnapshotIsUnknownAndStarting(t *testing.T) {
 	if status(s, "a") != probes.Unknown || !s.Starting || s.Overall != probes.Unhealthy || s.Ready() {
 		t.Fatalf("initial snapshot: status %s starting %v overall %s ready %v", status(s, "a"), s.Starting, s.Overall, s.Ready())
 	}
-	var data struct {
-		Status string `json:"status"`
-	}
-	if err := json.Unmarshal(s.HealthData, &data); err != nil || data.Status != "starting" || s.HealthCode != 503 {
-		t.Fatalf("health data %s code %d (err %v), want status starting and 503", s.HealthData, s.HealthCode, err)
-	}
 	if w.deps["a"].calls.Load() != 0 {
 		t.Fatal("New executed a probe; constructors must start nothing")
 	}
@@ -269,8 +263,8 @@ func TestNonCriticalUnhealthyDegradesButStaysReady(t *testing.T) {
 	s := waitFor(t, m, "extra unhealthy", func(s *Snapshot) bool {
 		return status(s, "extra") == probes.Unhealthy && status(s, "core") == probes.Healthy
 	})
-	if s.Overall != probes.Degraded || !s.Ready() || s.HealthCode != 200 || s.DetailedCode != 200 {
-		t.Fatalf("overall %s ready %v codes %d/%d, want degraded, ready, 200/200", s.Overall, s.Ready(), s.HealthCode, s.DetailedCode)
+	if s.Overall != probes.Degraded || !s.Ready() {
+		t.Fatalf("overall %s ready %v, want degraded and ready", s.Overall, s.Ready())
 	}
 }
 

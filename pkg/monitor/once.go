@@ -7,43 +7,35 @@ import (
 
 	"github.com/health-agent/health-agent/pkg/config"
 	"github.com/health-agent/health-agent/pkg/probes"
+	"github.com/health-agent/health-agent/pkg/redact"
 )
-
-// Outcome is one execution of one probe through its policies (`agent probe NAME`).
-type Outcome struct {
-	Name       string         `json:"name"`
-	Kind       string         `json:"kind"`
-	Status     probes.Status  `json:"status"`
-	Reason     string         `json:"reason,omitempty"`
-	DurationMs float64        `json:"durationMs"`
-	Fields     map[string]any `json:"fields,omitempty"`
-}
 
 // ErrNoSuchProbe is returned by RunOnce for a name the config does not have.
 var ErrNoSuchProbe = fmt.Errorf("no such probe")
 
 // RunOnce executes the named probe of loaded once through its policies (retry, breaker, timeout),
 // ignoring its dependencies and hysteresis.
-func RunOnce(ctx context.Context, loaded *config.Loaded, name string, opts Options) (Outcome, error) {
+func RunOnce(ctx context.Context, loaded *config.Loaded, name string, opts Options) (Execution, error) {
 	m, err := New(loaded, opts)
 	if err != nil {
-		return Outcome{}, err
+		return Execution{}, err
 	}
 	m.mu.Lock()
 	c := m.checks[name]
 	m.mu.Unlock()
 	if c == nil {
-		return Outcome{}, fmt.Errorf("%w %q (have: %v)", ErrNoSuchProbe, name, m.names())
+		return Execution{}, fmt.Errorf("%w %q (have: %v)", ErrNoSuchProbe, name, m.names())
 	}
 	start := time.Now()
 	res, err := c.guarded.Check(ctx)
-	out := Outcome{Name: name, Kind: c.def.Kind, Status: res.Status, Reason: res.Reason,
-		DurationMs: ms(time.Since(start)), Fields: res.Fields}
+	out := Execution{Probe: name, Kind: c.def.Kind, Status: res.Status, Reason: res.Reason,
+		Failed: err != nil, Retries: int(c.retries.Load()), Duration: time.Since(start), Fields: res.Fields}
 	if err != nil {
 		out.Status, out.Reason = probes.Unhealthy, err.Error()
 	} else if out.Status == "" {
 		out.Status = probes.Healthy
 	}
+	out.Reason = redact.Shown(out.Reason, m.opts.Secrets.List(), redact.MaxText)
 	return out, nil
 }
 

@@ -85,16 +85,16 @@ func TestPublishBurstCoalesced(t *testing.T) {
 	}
 }
 
-// TestRefreshCoalescesFreshness: executions that keep their verdicts are shown by a snapshot at most
-// once per Options.Refresh, not once per tick; the snapshot that shows them has their new lastChecked.
-func TestRefreshCoalescesFreshness(t *testing.T) {
+// TestChangesCoalesced: executions that keep their verdicts are shown, but by at most one snapshot per
+// Options.PublishEvery, and that snapshot has their new lastChecked.
+func TestChangesCoalesced(t *testing.T) {
 	kinds := probes.Registry{"instant": instantKind}
 	pol := config.DefaultPolicy()
 	pol.Interval = 5 * time.Millisecond
-	const tick, refresh = 10 * time.Millisecond, 300 * time.Millisecond
+	const every = 300 * time.Millisecond
 	var executions atomic.Int64
 	m, err := New(loaded(config.Probe{Name: "p", Kind: "instant", Critical: true, Policy: pol}),
-		Options{Kinds: kinds, Tick: tick, Refresh: refresh, OnExecution: func(Execution) { executions.Add(1) }})
+		Options{Kinds: kinds, Tick: 10 * time.Millisecond, PublishEvery: every, OnExecution: func(Execution) { executions.Add(1) }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,63 +110,13 @@ func TestRefreshCoalescesFreshness(t *testing.T) {
 		time.Sleep(time.Millisecond) // polling interval
 	}
 	s1, n1 := m.Snapshot(), executions.Load()
-	if gap := s1.At.Sub(s0.At); gap < refresh-tick/2 {
-		t.Errorf("a freshness-only snapshot came %s after the last one; want at least %s", gap, refresh-tick/2)
+	if gap := s1.At.Sub(s0.At); gap < every {
+		t.Errorf("a snapshot came %s after the last one; want at least %s", gap, every)
 	}
 	if !s1.Check("p").LastChecked.After(s0.Check("p").LastChecked) {
-		t.Errorf("the refreshed snapshot does not show a newer execution")
+		t.Errorf("the new snapshot does not show a newer execution")
 	}
 	if n1-n0 < 2 {
 		t.Errorf("%d executions between two snapshots; want them coalesced", n1-n0)
-	}
-}
-
-// TestFirstRound: FirstRound closes once every probe has finished its first execution, not before.
-func TestFirstRound(t *testing.T) {
-	release := make(chan struct{})
-	kinds := probes.Registry{
-		"instant": instantKind,
-		"gated": {New: func(probes.Spec) (probes.Probe, error) {
-			return probes.ProbeFunc(func(ctx context.Context) (probes.Result, error) {
-				select {
-				case <-release:
-					return probes.Result{Status: probes.Healthy}, nil
-				case <-ctx.Done():
-					return probes.Result{}, ctx.Err()
-				}
-			}), nil
-		}},
-	}
-	pol := config.DefaultPolicy()
-	pol.Interval, pol.Timeout = time.Hour, time.Hour
-	var executions atomic.Int64
-	m, err := New(loaded(
-		config.Probe{Name: "a", Kind: "instant", Policy: pol},
-		config.Probe{Name: "b", Kind: "instant", Policy: pol},
-		config.Probe{Name: "slow", Kind: "gated", Policy: pol},
-	), Options{Kinds: kinds, Tick: time.Hour, OnExecution: func(Execution) { executions.Add(1) }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	runMonitor(t, m)
-
-	for deadline := time.Now().Add(15 * time.Second); executions.Load() < 2; time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the instant probes never ran")
-		}
-	}
-	select {
-	case <-m.FirstRound():
-		t.Fatal("FirstRound closed while a probe had not finished its first execution")
-	default:
-	}
-	close(release)
-	select {
-	case <-m.FirstRound():
-	case <-time.After(15 * time.Second):
-		t.Fatal("FirstRound not closed after every probe ran")
-	}
-	if n := executions.Load(); n != 3 {
-		t.Errorf("%d executions when the first round ended; want 3", n)
 	}
 }

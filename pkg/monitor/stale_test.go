@@ -44,7 +44,7 @@ func TestSlowButInTimeIsNotStale(t *testing.T) {
 	c := newCheck(config.Probe{Policy: config.Policy{Interval: 100 * time.Millisecond, Timeout: time.Second,
 		FailuresBeforeUnhealthy: 1, SuccessesBeforeHealthy: 1}}, nil)
 	now := time.Unix(1000, 0)
-	c.record(now, probes.Result{Status: probes.Healthy}, nil, 900*time.Millisecond)
+	c.record(now, probes.Result{Status: probes.Healthy}, nil, 900*time.Millisecond, nil)
 	m := &Monitor{}
 	// The next execution started 100ms after this result and has been waiting on the dependency for
 	// 900ms: slow, within its timeout, and not stale.

@@ -18,6 +18,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/health-agent/health-agent/pkg/config"
+	"github.com/health-agent/health-agent/pkg/redact"
 )
 
 // The cdp kind checks a pool of Chromium browsers over the DevTools protocol (mode cdp), or a browserless
@@ -31,8 +32,8 @@ const (
 	// cdpMaxBody bounds an HTTP answer (/json/version, /pressure): both are well under 1 KiB.
 	cdpMaxBody = 64 << 10
 	// cdpMaxMessage bounds one websocket message: Target.getTargets grows by ~300 bytes per target,
-	// so 4 MiB still holds thousands of tabs.
-	cdpMaxMessage = 4 << 20
+	// so 1 MiB still holds thousands of tabs.
+	cdpMaxMessage = 1 << 20
 	// cdpMaxSkipped bounds the events and stray replies read while waiting for one response.
 	cdpMaxSkipped = 1000
 	// cdpMaxReserve is the most of the attempt's time kept back from the endpoints, so Check can
@@ -59,6 +60,7 @@ type cdpProbe struct {
 	client       *http.Client
 	token        config.Value // zero: no token (browserless mode only)
 	lookup       func(string) (string, bool)
+	shared       *redact.Secrets
 }
 
 // newCDP validates the options of a cdp probe and builds it; it starts nothing.
@@ -132,12 +134,10 @@ func newCDP(spec Spec) (Probe, error) {
 		return nil, err
 	}
 	p.lookup = spec.Env.LookupEnv
-	p.client = &http.Client{
-		Transport: cdpTransport(nil),
-		// A DevTools or browserless endpoint has no reason to redirect, and following one could lead
-		// to a host Chromium rejects: report it instead.
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
+	p.shared = spec.Env.Secrets
+	// A DevTools or browserless endpoint has no reason to redirect, and following one could lead to a
+	// host Chromium rejects: the 3xx is reported instead.
+	p.client = newClient(cdpClientOptions(nil))
 	return p, nil
 }
 
@@ -167,16 +167,13 @@ func cdpParseEndpoint(raw, mode string) (*url.URL, error) {
 	return u, nil
 }
 
-// cdpTransport returns a transport for one probe (or one websocket session when onDial is set). It
+// cdpClientOptions are the client of one probe (or one websocket session when onDial is set). It
 // ignores HTTP(S)_PROXY, since the browsers are in the pod or the cluster, and keeps no idle
 // connections, since a check every few seconds gains nothing from them and they would outlive it.
-func cdpTransport(onDial func(net.Conn)) *http.Transport {
+func cdpClientOptions(onDial func(net.Conn)) clientOptions {
 	d := &net.Dialer{}
-	return &http.Transport{
-		Proxy:                  nil,
-		DisableKeepAlives:      true,
-		MaxResponseHeaderBytes: cdpMaxBody,
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return clientOptions{
+		Dial: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			c, err := d.DialContext(ctx, network, addr)
 			if err == nil && onDial != nil {
 				onDial(c)
@@ -193,6 +190,7 @@ type cdpBrowser struct {
 	Pages     int    `json:"pages"`
 	Version   string `json:"version,omitempty"`
 	Error     string `json:"error,omitempty"`
+	permanent bool   // Error is one a retry cannot change (a certificate that does not verify)
 }
 
 // cdpPool is what one browserless endpoint showed; it is reported in the `browsers` field.
@@ -204,7 +202,11 @@ type cdpPool struct {
 	Queued        int    `json:"queued"`
 	MaxConcurrent int    `json:"maxConcurrent"`
 	Reason        string `json:"reason,omitempty"`
+	// TokenRejected: browserless answered 401 or 403, so it is up but will not take a session with the
+	// configured token.
+	TokenRejected bool   `json:"tokenRejected,omitempty"`
 	Error         string `json:"error,omitempty"`
+	permanent     bool   // Error is one a retry cannot change (a rejected token, a certificate)
 }
 
 // Check probes every endpoint concurrently and aggregates the verdict.
@@ -215,21 +217,41 @@ func (p *cdpProbe) Check(ctx context.Context) (Result, error) {
 	if p.mode == cdpModeBrowserless {
 		token, err := p.resolveToken()
 		if err != nil {
-			return Result{Status: Unhealthy, Fields: map[string]any{}}, err
+			return Result{Status: Unhealthy, Fields: map[string]any{}}, failure(err, p.shared.List())
 		}
+		var secrets []string
+		if token != "" {
+			secrets = []string{token, url.QueryEscape(token)}
+			shareSecrets(p.shared, secrets)
+		}
+		secrets = withShared(secrets, p.shared)
 		pools := make([]cdpPool, len(p.endpoints))
 		for i, u := range p.endpoints {
-			wg.Go(func() { pools[i] = p.checkPressure(ctx, u, token) })
+			wg.Go(func() { pools[i] = p.checkPressure(ctx, u, token, secrets) })
 		}
 		wg.Wait()
-		return p.browserlessVerdict(pools)
+		res, err := p.browserlessVerdict(pools)
+		res.Reason = shownMessage(res.Reason, secrets)
+		return res, failure(err, secrets)
 	}
+	secrets := p.shared.List()
 	browsers := make([]cdpBrowser, len(p.endpoints))
 	for i, u := range p.endpoints {
-		wg.Go(func() { browsers[i] = p.checkBrowser(ctx, u) })
+		wg.Go(func() { browsers[i] = p.checkBrowser(ctx, u, secrets) })
 	}
 	wg.Wait()
-	return p.cdpVerdict(browsers)
+	res, err := p.cdpVerdict(browsers)
+	res.Reason = shownMessage(res.Reason, secrets)
+	return res, failure(err, secrets)
+}
+
+// cdpVerdictError is the error of a failed verdict: permanent when every endpoint that failed did so
+// in a way a retry cannot change.
+func cdpVerdictError(reason string, permanent bool) error {
+	if permanent {
+		return Permanent(errors.New(reason))
+	}
+	return errors.New(reason)
 }
 
 // endpointContext bounds the endpoints a little before ctx ends, so that a hanging endpoint is reported
@@ -249,9 +271,11 @@ func (p *cdpProbe) endpointContext(ctx context.Context) (context.Context, contex
 func (p *cdpProbe) cdpVerdict(browsers []cdpBrowser) (Result, error) {
 	available, pages, version := 0, 0, ""
 	var failing []string
+	permanent := true
 	for _, b := range browsers {
 		if !b.Available {
 			failing = append(failing, b.URL+": "+b.Error)
+			permanent = permanent && b.permanent
 			continue
 		}
 		available++
@@ -270,7 +294,7 @@ func (p *cdpProbe) cdpVerdict(browsers []cdpBrowser) (Result, error) {
 	if available < p.minAvailable {
 		res.Status = Unhealthy
 		res.Reason = fmt.Sprintf("%d/%d browsers available, need %d: %s", available, len(browsers), p.minAvailable, strings.Join(failing, "; "))
-		return res, errors.New(res.Reason)
+		return res, cdpVerdictError(res.Reason, permanent && len(failing) > 0)
 	}
 	var reasons []string
 	if len(failing) > 0 {
@@ -286,14 +310,19 @@ func (p *cdpProbe) cdpVerdict(browsers []cdpBrowser) (Result, error) {
 }
 
 func (p *cdpProbe) browserlessVerdict(pools []cdpPool) (Result, error) {
-	reachable, available, running, queued, maxConcurrent := 0, 0, 0, 0, 0
+	reachable, usable, available, running, queued, maxConcurrent := 0, 0, 0, 0, 0, 0
 	var failing, busy []string
+	permanent := true
 	for _, b := range pools {
-		if !b.Reachable {
+		if b.Reachable {
+			reachable++
+		}
+		if !b.Reachable || b.TokenRejected {
 			failing = append(failing, b.URL+": "+b.Error)
+			permanent = permanent && b.permanent
 			continue
 		}
-		reachable++
+		usable++
 		running, queued, maxConcurrent = running+b.Running, queued+b.Queued, maxConcurrent+b.MaxConcurrent
 		if b.Available {
 			available++
@@ -314,14 +343,14 @@ func (p *cdpProbe) browserlessVerdict(pools []cdpPool) (Result, error) {
 		"isAvailable":       available > 0,
 		"browsers":          pools,
 	}}
-	if reachable < p.minAvailable {
+	if usable < p.minAvailable {
 		res.Status = Unhealthy
-		res.Reason = fmt.Sprintf("%d/%d browserless endpoints reachable, need %d: %s", reachable, len(pools), p.minAvailable, strings.Join(failing, "; "))
-		return res, errors.New(res.Reason)
+		res.Reason = fmt.Sprintf("%d/%d browserless endpoints usable, need %d: %s", usable, len(pools), p.minAvailable, strings.Join(failing, "; "))
+		return res, cdpVerdictError(res.Reason, permanent && len(failing) > 0)
 	}
 	var reasons []string
 	if len(failing) > 0 {
-		reasons = append(reasons, fmt.Sprintf("%d/%d browserless endpoints reachable: %s", reachable, len(pools), strings.Join(failing, "; ")))
+		reasons = append(reasons, fmt.Sprintf("%d/%d browserless endpoints usable: %s", usable, len(pools), strings.Join(failing, "; ")))
 	}
 	reasons = append(reasons, busy...)
 	if len(reasons) > 0 {
@@ -332,32 +361,33 @@ func (p *cdpProbe) browserlessVerdict(pools []cdpPool) (Result, error) {
 
 // checkBrowser asks one Chromium for its version and its targets. Any failure makes it unavailable,
 // with the reason in Error.
-func (p *cdpProbe) checkBrowser(ctx context.Context, endpoint *url.URL) cdpBrowser {
+func (p *cdpProbe) checkBrowser(ctx context.Context, endpoint *url.URL, secrets []string) cdpBrowser {
 	b := cdpBrowser{URL: endpoint.String()}
-	body, err := p.get(ctx, endpoint, "/json/version", nil)
-	if err != nil {
-		b.Error = err.Error()
+	fail := func(err error) cdpBrowser {
+		b.Error, b.permanent = shownMessage(err.Error(), secrets), tlsVerifyFailed(err)
 		return b
+	}
+	body, err := p.get(ctx, endpoint, "/json/version", secrets)
+	if err != nil {
+		return fail(err)
 	}
 	v, err := cdpParseVersion(body)
 	if err != nil {
-		b.Error = "/json/version: " + err.Error()
-		return b
+		return fail(fmt.Errorf("/json/version: %w", err))
 	}
 	wsURL, err := cdpWebSocketURL(endpoint, v.WebSocketDebuggerURL)
 	if err != nil {
-		b.Error = "/json/version: " + err.Error()
-		return b
+		return fail(fmt.Errorf("/json/version: %w", err))
 	}
 	product, pages, err := cdpSession(ctx, wsURL)
 	if err != nil {
-		b.Error = err.Error()
-		return b
+		return fail(err)
 	}
 	b.Available, b.Pages, b.Version = true, pages, product
 	if b.Version == "" {
 		b.Version = v.Browser
 	}
+	b.Version = shownText(b.Version, secrets)
 	return b
 }
 
@@ -383,28 +413,37 @@ func (p *cdpProbe) Warnings() []string {
 }
 
 // checkPressure reads one browserless endpoint's /pressure, with token (when not "") as ?token=, the
-// way browserless takes it. The token is kept out of the endpoint's error, which a careless proxy or
-// browserless itself may echo it into.
-func (p *cdpProbe) checkPressure(ctx context.Context, endpoint *url.URL, token string) cdpPool {
+// way browserless takes it. The secrets (the token among them) are kept out of the endpoint's error,
+// which a careless proxy or browserless itself may echo them into. A 401 or 403 means browserless is up
+// but refuses the token: reachable, and a failure no retry can change.
+func (p *cdpProbe) checkPressure(ctx context.Context, endpoint *url.URL, token string, secrets []string) cdpPool {
 	b := cdpPool{URL: endpoint.String()}
 	u := *endpoint
-	var secrets []string
 	if token != "" {
 		u.RawQuery = url.Values{"token": {token}}.Encode()
-		secrets = []string{token, url.QueryEscape(token)}
 	}
 	body, err := p.get(ctx, &u, "/pressure", secrets)
+	if se, ok := errors.AsType[*cdpStatusError](err); ok && (se.code == http.StatusUnauthorized || se.code == http.StatusForbidden) {
+		b.Reachable, b.TokenRejected, b.permanent = true, true, true
+		why := "token rejected: set token to browserless's TOKEN"
+		if token == "" {
+			why = "token required: browserless has a TOKEN set, and this probe sends none (set token)"
+		}
+		b.Error = shownMessage(err.Error()+": "+why, secrets)
+		return b
+	}
 	if err != nil {
-		b.Error = redactText(err.Error(), secrets)
+		b.Error, b.permanent = shownMessage(err.Error(), secrets), tlsVerifyFailed(err)
 		return b
 	}
 	pr, err := cdpParsePressure(body)
 	if err != nil {
-		b.Error = "/pressure: " + err.Error()
+		b.Error = shownMessage("/pressure: "+err.Error(), secrets)
 		return b
 	}
 	b.Reachable, b.Available = true, pr.IsAvailable
-	b.Running, b.Queued, b.MaxConcurrent, b.Reason = pr.Running, pr.Queued, pr.MaxConcurrent, pr.Reason
+	b.Running, b.Queued, b.MaxConcurrent = pr.Running, pr.Queued, pr.MaxConcurrent
+	b.Reason = shownMessage(pr.Reason, secrets)
 	return b
 }
 
@@ -429,12 +468,23 @@ func (p *cdpProbe) get(ctx context.Context, endpoint *url.URL, path string, secr
 		return nil, fmt.Errorf("%s: read body: %w", path, cdpShort(err))
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("%s: HTTP %d%s", path, resp.StatusCode, cdpSnippet(redactText(string(body), secrets)))
+		return nil, &cdpStatusError{path: path, code: resp.StatusCode, snippet: cdpSnippet(redact.Text(string(body), secrets))}
 	}
 	if len(body) > cdpMaxBody {
 		return nil, fmt.Errorf("%s: %w", path, errCDPTooLarge)
 	}
 	return body, nil
+}
+
+// cdpStatusError is an HTTP answer other than 200.
+type cdpStatusError struct {
+	path    string
+	code    int
+	snippet string
+}
+
+func (e *cdpStatusError) Error() string {
+	return fmt.Sprintf("%s: HTTP %d%s", e.path, e.code, e.snippet)
 }
 
 var (
@@ -449,10 +499,7 @@ func cdpSnippet(body string) string {
 	if s == "" {
 		return ""
 	}
-	if len(s) > 120 {
-		s = s[:120] + "…"
-	}
-	return fmt.Sprintf(" (%q)", s)
+	return fmt.Sprintf(" (%q)", redact.Clip(s, 120))
 }
 
 // cdpVersion is the part of /json/version the probe needs.
@@ -498,11 +545,11 @@ func cdpWebSocketURL(endpoint *url.URL, reported string) (string, error) {
 func cdpSession(ctx context.Context, wsURL string) (product string, pages int, err error) {
 	var mu sync.Mutex
 	var raw net.Conn
-	transport := cdpTransport(func(c net.Conn) {
+	transport := newTransport(cdpClientOptions(func(c net.Conn) {
 		mu.Lock()
 		defer mu.Unlock()
 		raw = c
-	})
+	}))
 	// No Origin header: Chromium refuses websocket clients that send one unless started with
 	// --remote-allow-origins, and coder/websocket sends none unless told to.
 	conn, _, err := websocket.Dial(ctx, wsURL, &websocket.DialOptions{HTTPClient: &http.Client{Transport: transport}})
@@ -592,7 +639,9 @@ type cdpRPCError struct {
 	Message string `json:"message"`
 }
 
-func (e *cdpRPCError) Error() string { return fmt.Sprintf("DevTools error %d: %s", e.Code, e.Message) }
+func (e *cdpRPCError) Error() string {
+	return fmt.Sprintf("DevTools error %d: %s", e.Code, redact.Clip(e.Message, redact.MaxText))
+}
 
 func cdpParseMessage(b []byte) (cdpMessage, error) {
 	var m cdpMessage
@@ -711,7 +760,7 @@ func cdpShort(err error) error {
 	case errors.Is(err, websocket.ErrMessageTooBig):
 		msg = fmt.Sprintf("message larger than %d bytes", cdpMaxMessage)
 	case errors.As(err, &ce):
-		msg = fmt.Sprintf("closed by peer (status %d %s)", int(ce.Code), ce.Reason)
+		msg = fmt.Sprintf("closed by peer (status %d %s)", int(ce.Code), redact.Clip(ce.Reason, maxShownText))
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
 		msg = "connection closed by peer"
 	case errors.As(err, &ue):

@@ -576,10 +576,10 @@ func TestCDPBrowserless(t *testing.T) {
 		{name: "wrong types", urls: []string{cdpPressureServer(t, 200, `{"pressure":{"isAvailable":"yes"}}`)}, minAvail: 1, wantErr: "/pressure: malformed answer"},
 		{name: "no isAvailable", urls: []string{cdpPressureServer(t, 200, `{"pressure":{}}`)}, minAvail: 1, wantErr: "no isAvailable"},
 		{name: "unauthorized", urls: []string{cdpPressureServer(t, 401, `{"message":"bad token"}`)}, minAvail: 1, wantErr: "/pressure: HTTP 401"},
-		{name: "unreachable", urls: []string{dead}, minAvail: 1, wantErr: "0/1 browserless endpoints reachable, need 1: " + dead + ": /pressure: connection refused"},
+		{name: "unreachable", urls: []string{dead}, minAvail: 1, wantErr: "0/1 browserless endpoints usable, need 1: " + dead + ": /pressure: connection refused"},
 		{
 			name: "one of two unreachable", urls: []string{cdpPressureServer(t, 200, free), dead}, minAvail: 1, wantStatus: Degraded,
-			wantReason: "1/2 browserless endpoints reachable: " + dead + ": /pressure: connection refused",
+			wantReason: "1/2 browserless endpoints usable: " + dead + ": /pressure: connection refused",
 			wantFields: map[string]any{"isAvailable": true, "availableBrowsers": 1, "totalBrowsers": 2},
 		},
 	}

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -212,7 +213,7 @@ func TestFigmaScenarios(t *testing.T) {
 		{name: "handle echoing the token", mode: "handle echo", token: figmaTestToken, wantStatus: Healthy,
 			wantFields: map[string]any{"handle": "bot [redacted]"}},
 		{name: "handle too long", mode: "long handle", token: figmaTestToken, wantStatus: Healthy,
-			wantFields: map[string]any{"handle": strings.Repeat("é", 128) + "…"}},
+			wantFields: map[string]any{"handle": strings.Repeat("é", 126) + "…"}},
 		{name: "oversized answer", mode: "huge", token: figmaTestToken, wantErr: "larger than 64 KiB"},
 		{name: "redirect not followed", mode: "redirect", token: figmaTestToken, wantErr: "unexpected status 302"},
 	} {
@@ -304,7 +305,7 @@ func TestFigmaTokenSources(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	opts := map[string]any{"url": url, "tokenFile": file}
+	opts := map[string]any{"url": url, "token": map[string]any{"env": "FIGMA_TOKEN", "file": file}}
 	check := func(env map[string]string) (Result, error) {
 		t.Helper()
 		p := figmaNewProbe(t, opts, env)
@@ -371,10 +372,119 @@ func TestFigmaTokenSources(t *testing.T) {
 		}
 	})
 	t.Run("no file configured", func(t *testing.T) {
-		p := figmaNewProbe(t, map[string]any{"url": url, "tokenEnv": "MY_FIGMA"}, nil)
+		p := figmaNewProbe(t, map[string]any{"url": url, "token": map[string]any{"env": "MY_FIGMA"}}, nil)
 		_, err := p.Check(t.Context())
 		if !errors.Is(err, config.ErrSecretAbsent) || !strings.Contains(err.Error(), "MY_FIGMA") {
 			t.Errorf("error = %v, want an absent secret naming MY_FIGMA", figmaSafe(err))
+		}
+	})
+	t.Run("file only", func(t *testing.T) {
+		write(figmaFileToken2)
+		p := figmaNewProbe(t, map[string]any{"url": url, "token": map[string]any{"file": file}}, map[string]string{"FIGMA_TOKEN": figmaTestToken})
+		res, err := p.Check(t.Context())
+		figmaNoSecret(t, res, err, figmaTestToken, figmaFileToken2)
+		if err != nil {
+			t.Fatalf("check: %v", figmaSafe(err))
+		}
+		if got, _, _ := f.last(); got != figmaFileToken2 {
+			t.Error("the server did not get the file's token (FIGMA_TOKEN is not configured here)")
+		}
+	})
+	t.Run("blank variable falls back to the file", func(t *testing.T) {
+		write(figmaFileToken1)
+		if _, err := check(map[string]string{"FIGMA_TOKEN": " \n"}); err != nil {
+			t.Fatalf("check: %v", figmaSafe(err))
+		}
+		if got, _, _ := f.last(); got != figmaFileToken1 {
+			t.Error("the server did not get the file's token")
+		}
+	})
+	t.Run("the token file is a FIFO", func(t *testing.T) {
+		fifo := filepath.Join(t.TempDir(), "token")
+		if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+			t.Skipf("mkfifo: %v", err)
+		}
+		p := figmaNewProbe(t, map[string]any{"url": url, "token": map[string]any{"file": fifo}}, nil)
+		err := figmaPrompt(t, func() error { _, err := p.Check(t.Context()); return err })
+		if err == nil || errors.Is(err, config.ErrSecretAbsent) || !strings.Contains(err.Error(), fifo) || !strings.Contains(err.Error(), "named pipe") {
+			t.Errorf("error = %v, want a prompt error naming %s as a named pipe", figmaSafe(err), fifo)
+		}
+	})
+	t.Run("the token file is too large", func(t *testing.T) {
+		big := filepath.Join(t.TempDir(), "token")
+		if err := os.WriteFile(big, make([]byte, config.MaxSecretBytes+1), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		p := figmaNewProbe(t, map[string]any{"url": url, "token": map[string]any{"file": big}}, nil)
+		_, err := p.Check(t.Context())
+		if !errors.Is(err, config.ErrTooLarge) || !strings.Contains(err.Error(), big) {
+			t.Errorf("error = %v, want a too-large error naming %s", figmaSafe(err), big)
+		}
+	})
+}
+
+// figmaPrompt runs read and fails the test unless it returns within a few seconds: a read that blocks
+// (a FIFO without a writer) must not hang the test.
+func figmaPrompt(t *testing.T, read func() error) error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- read() }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(5 * time.Second):
+		t.Fatal("the read blocked")
+		return nil
+	}
+}
+
+// The deprecated tokenEnv/tokenFile keep working, with a warning naming the token form that replaces them.
+func TestFigmaDeprecatedTokenOptions(t *testing.T) {
+	f, url := figmaStart(t, figmaTestToken, figmaFileToken1)
+	file := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(file, []byte(figmaFileToken1+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name      string
+		opts      map[string]any
+		env       map[string]string
+		wantToken string
+		warning   string
+	}{
+		{"tokenEnv", map[string]any{"tokenEnv": "MY_FIGMA"}, map[string]string{"MY_FIGMA": figmaTestToken}, figmaTestToken,
+			"tokenEnv: tokenEnv and tokenFile are deprecated; write token: {env: MY_FIGMA} instead"},
+		{"tokenFile alone still reads FIGMA_TOKEN first", map[string]any{"tokenFile": file}, map[string]string{"FIGMA_TOKEN": figmaTestToken}, figmaTestToken,
+			"tokenFile: tokenEnv and tokenFile are deprecated; write token: {env: FIGMA_TOKEN, file: " + file + "} instead"},
+		{"both, the variable unset", map[string]any{"tokenEnv": "FIGMA_TOKEN", "tokenFile": file}, nil, figmaFileToken1,
+			"tokenEnv: tokenEnv and tokenFile are deprecated; write token: {env: FIGMA_TOKEN, file: " + file + "} instead"},
+		{"tokenFile empty (FIGMA_TOKEN_FILE unset)", map[string]any{"tokenEnv": "FIGMA_TOKEN", "tokenFile": ""}, map[string]string{"FIGMA_TOKEN": figmaTestToken}, figmaTestToken,
+			"tokenEnv: tokenEnv and tokenFile are deprecated; write token: {env: FIGMA_TOKEN} instead"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			opts := map[string]any{"url": url}
+			for k, v := range tc.opts {
+				opts[k] = v
+			}
+			p := figmaNewProbe(t, opts, tc.env)
+			if w := p.Warnings(); len(w) != 1 || w[0] != tc.warning {
+				t.Errorf("warnings = %q, want [%q]", w, tc.warning)
+			}
+			res, err := p.Check(t.Context())
+			figmaNoSecret(t, res, err, figmaTestToken, figmaFileToken1)
+			if err != nil {
+				t.Fatalf("check: %v", figmaSafe(err))
+			}
+			if got, _, _ := f.last(); got != tc.wantToken {
+				t.Error("the server did not get the expected token")
+			}
+		})
+	}
+	t.Run("through validation: the warning names the option path", func(t *testing.T) {
+		p := &config.Probe{Name: "figmaApi", Kind: "figma", Options: map[string]any{"url": url, "tokenEnv": "FIGMA_TOKEN"}}
+		_, warnings, err := Kinds.CheckProbe(p)
+		if err != nil || len(warnings) == 0 || !strings.HasPrefix(warnings[0], "tokenEnv: ") || !strings.Contains(warnings[0], "token: {env: FIGMA_TOKEN}") {
+			t.Errorf("CheckProbe = %q, %v; want a deprecation warning at tokenEnv", warnings, err)
 		}
 	})
 }
@@ -382,15 +492,21 @@ func TestFigmaTokenSources(t *testing.T) {
 func TestFigmaConfig(t *testing.T) {
 	t.Run("defaults", func(t *testing.T) {
 		p := figmaNewProbe(t, nil, nil)
-		if p.endpoint != "https://api.figma.com/v1/me" || p.oauth || p.tokenEnv != "FIGMA_TOKEN" || p.tokenFile != "" {
-			t.Errorf("defaults: endpoint %q oauth %v env %q file %q", p.endpoint, p.oauth, p.tokenEnv, p.tokenFile)
+		if p.endpoint != "https://api.figma.com/v1/me" || p.oauth || p.tokenRef != (config.Value{Env: "FIGMA_TOKEN"}) || p.deprecated != "" {
+			t.Errorf("defaults: endpoint %q oauth %v token %+v deprecated %q", p.endpoint, p.oauth, p.tokenRef, p.deprecated)
 		}
 	})
 	t.Run("the default config's options", func(t *testing.T) {
 		// As viper hands them over from configs/agent.yaml: lower-cased keys, FIGMA_TOKEN_FILE unset.
-		p := figmaNewProbe(t, map[string]any{"url": "https://api.figma.com/", "tokenenv": "FIGMA_TOKEN", "tokenfile": ""}, nil)
-		if p.endpoint != "https://api.figma.com/v1/me" {
-			t.Errorf("endpoint = %q", p.endpoint)
+		p := figmaNewProbe(t, map[string]any{"url": "https://api.figma.com/", "token": map[string]any{"env": "FIGMA_TOKEN", "file": ""}}, nil)
+		if p.endpoint != "https://api.figma.com/v1/me" || p.tokenRef != (config.Value{Env: "FIGMA_TOKEN"}) || p.deprecated != "" {
+			t.Errorf("endpoint = %q, token %+v, deprecated %q", p.endpoint, p.tokenRef, p.deprecated)
+		}
+	})
+	t.Run("a null token means not set", func(t *testing.T) {
+		p := figmaNewProbe(t, map[string]any{"token": nil}, nil)
+		if p.tokenRef != (config.Value{Env: "FIGMA_TOKEN"}) {
+			t.Errorf("token %+v, want the default", p.tokenRef)
 		}
 	})
 	t.Run("plain http to a remote host warns", func(t *testing.T) {
@@ -410,7 +526,11 @@ func TestFigmaConfig(t *testing.T) {
 		{"credentials in url", map[string]any{"url": "https://u:p@api.figma.com"}, []string{"url: must not carry credentials"}},
 		{"bad auth", map[string]any{"auth": "basic"}, []string{`auth: must be personal (X-Figma-Token) or oauth (Authorization: Bearer), got "basic"`}},
 		{"no token source", map[string]any{"tokenEnv": "", "tokenFile": ""}, []string{"tokenEnv: set tokenEnv or tokenFile"}},
-		{"the token itself", map[string]any{"token": "figd_x"}, []string{"token"}},
+		{"the token itself", map[string]any{"token": "figd_x"}, []string{"token: must come from env or file, never written in the config"}},
+		{"a token with no source", map[string]any{"token": map[string]any{"prefix": "x"}}, []string{"token: set env"}},
+		{"an empty token", map[string]any{"token": map[string]any{}}, []string{"token: set env"}},
+		{"a token prefix", map[string]any{"token": map[string]any{"env": "T", "prefix": "Bearer "}}, []string{"token.prefix: not used by the figma kind"}},
+		{"token and tokenEnv", map[string]any{"token": map[string]any{"env": "T"}, "tokenEnv": "T"}, []string{"token: set token or the deprecated tokenEnv/tokenFile, not both"}},
 		{"every problem at once", map[string]any{"url": "ftp://x", "auth": "x", "tokenEnv": ""}, []string{"url:", "auth:", "tokenEnv:"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -12,12 +12,17 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/health-agent/health-agent/pkg/config"
+	"github.com/health-agent/health-agent/pkg/redact"
 )
 
 // defaultMaxBodyBytes bounds the body an http probe reads when it needs one (legacy, expectJSON).
 const defaultMaxBodyBytes = 1 << 20
+
+// httpMaxRetryAfter caps what a Retry-After can ask of an http probe; the scheduler caps it further.
+const httpMaxRetryAfter = 24 * time.Hour
 
 // userAgent tells the dependency's logs who is calling.
 const userAgent = "health-agent"
@@ -35,7 +40,17 @@ type httpOptions struct {
 	ExpectJSON   []jsonConditionOption `mapstructure:"expectJSON"`
 	MaxBodyBytes *int64                `mapstructure:"maxBodyBytes"`
 	TLS          TLSOptions            `mapstructure:"tls"`
+	// FollowRedirects is sameHost (the default: follow redirects that keep the scheme and host), any
+	// (follow to any host, without the configured headers) or none.
+	FollowRedirects string `mapstructure:"followRedirects"`
 }
+
+// The followRedirects policies of the http kind.
+const (
+	redirectSameHost = "sameHost"
+	redirectAny      = "any"
+	redirectNone     = "none"
+)
 
 type jsonConditionOption struct {
 	Path   string `mapstructure:"path"`
@@ -45,6 +60,9 @@ type jsonConditionOption struct {
 // httpProbe requests a URL and checks the status and, optionally, values in the JSON body.
 type httpProbe struct {
 	url          string
+	target       *url.URL // url, parsed: a body from another scheme and host is not the app's
+	redirects    string   // followRedirects
+	urlSecrets   []string // what the URL itself carries (password, Basic auth, query values)
 	method       string
 	headers      []httpHeader // sorted by name, resolved at each check so rotated secrets are picked up
 	expectStatus []int
@@ -53,6 +71,7 @@ type httpProbe struct {
 	legacy       bool
 	tls          TLSOptions
 	lookupEnv    func(string) (string, bool)
+	shared       *redact.Secrets
 	client       *http.Client
 }
 
@@ -74,6 +93,8 @@ func newHTTP(spec Spec) (Probe, error) {
 		legacy:       spec.Legacy,
 		tls:          o.TLS,
 		lookupEnv:    spec.Env.LookupEnv,
+		shared:       spec.Env.Secrets,
+		redirects:    redirectSameHost,
 	}
 	var errs []error
 
@@ -86,7 +107,14 @@ func newHTTP(spec Spec) (Probe, error) {
 	case (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
 		errs = append(errs, config.Errorf("url", "must be an absolute http(s) URL, got %q", shownURL(o.URL)))
 	default:
-		p.url = o.URL
+		p.url, p.target, p.urlSecrets = o.URL, u, urlSecrets(u)
+	}
+	switch o.FollowRedirects {
+	case "":
+	case redirectSameHost, redirectAny, redirectNone:
+		p.redirects = o.FollowRedirects
+	default:
+		errs = append(errs, config.Errorf("followRedirects", "must be %s, %s or %s, got %q", redirectSameHost, redirectAny, redirectNone, o.FollowRedirects))
 	}
 
 	if o.Method != "" {
@@ -149,23 +177,54 @@ func newHTTP(spec Spec) (Probe, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	hostBound := make([]string, len(p.headers))
-	for i, h := range p.headers {
-		hostBound[i] = h.name
-	}
-	p.client = newHTTPClient(tlsConf, hostBound)
+	shareSecrets(p.shared, p.urlSecrets)
+	p.client = newClient(clientOptions{TLS: tlsConf, ProxyFromEnv: true, Redirect: p.checkRedirect})
 	return p, nil
+}
+
+// checkRedirect applies followRedirects, bounded by maxRedirects. A redirect that is not followed
+// leaves its 3xx answer as the result, which Check reports. The configured headers (which may carry
+// secrets) never go to another host; net/http itself only drops Authorization and Cookie.
+func (p *httpProbe) checkRedirect(req *http.Request, via []*http.Request) error {
+	if len(via) > maxRedirects {
+		return fmt.Errorf("stopped after %d redirects", maxRedirects)
+	}
+	switch {
+	case p.redirects == redirectNone:
+		return http.ErrUseLastResponse
+	case sameOrigin(req.URL, via[0].URL):
+		return nil
+	case p.redirects == redirectSameHost:
+		return http.ErrUseLastResponse
+	}
+	for _, h := range p.headers {
+		req.Header.Del(h.name)
+	}
+	return nil
+}
+
+// unfollowed describes a redirect answer that followRedirects kept the probe from following, or "".
+func (p *httpProbe) unfollowed(resp *http.Response) string {
+	if resp.StatusCode < 300 || resp.StatusCode > 399 {
+		return ""
+	}
+	loc, err := resp.Location()
+	if err != nil {
+		return ""
+	}
+	return fmt.Sprintf(": redirect to %s not followed (followRedirects: %s)", shownURL(loc.String()), p.redirects)
 }
 
 // Check requests the URL once. A response is healthy when its status is expected and every JSON
 // condition holds. The body is read (at most maxBodyBytes) only when a condition or legacy needs it.
 func (p *httpProbe) Check(ctx context.Context) (Result, error) {
 	res := Result{Status: Unhealthy, Fields: map[string]any{}}
-	// The secret header values sent with this request: a dependency may echo them back (in a body a
-	// condition reads, in the app's legacy JSON), and they must not travel on into reasons or responses.
-	var secrets []string
+	// The secrets sent with this request (header values, what the URL carries) and the agent's other
+	// secrets: a dependency may echo them back (in a body a condition reads, in the app's legacy JSON),
+	// and they must not travel on into reasons or responses.
+	secrets := slices.Clone(p.urlSecrets)
 	fail := func(err error) (Result, error) {
-		err = redactError(redactURLError(err), secrets)
+		err = failure(redactURLError(err), withShared(secrets, p.shared))
 		if p.legacy && res.Body == nil && res.Fields["legacyError"] == nil {
 			res.Fields["legacyError"] = err.Error()
 		}
@@ -192,6 +251,7 @@ func (p *httpProbe) Check(ctx context.Context) (Result, error) {
 			secrets = appendSecret(secrets, v, h.value.Prefix)
 		}
 	}
+	shareSecrets(p.shared, secrets)
 
 	resp, err := p.client.Do(req)
 	if err != nil {
@@ -200,8 +260,10 @@ func (p *httpProbe) Check(ctx context.Context) (Result, error) {
 	defer closeBody(resp.Body)
 	res.Fields["statusCode"] = resp.StatusCode
 	if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
-		res.RetryAfter = retryAfter(resp.Header, time.Now())
+		res.RetryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now(), 0, httpMaxRetryAfter)
+		res.RateLimited = resp.StatusCode == http.StatusTooManyRequests
 	}
+	hidden := withShared(secrets, p.shared)
 
 	var body []byte
 	if p.legacy || len(p.conditions) > 0 {
@@ -209,20 +271,22 @@ func (p *httpProbe) Check(ctx context.Context) (Result, error) {
 			return fail(err)
 		}
 	}
-	if p.legacy {
-		// Kept even when the status is unexpected: an app's 503 body says why it is unhealthy.
-		switch kept := redactBody(body, secrets); {
-		case !json.Valid(body):
-			res.Fields["legacyError"] = errBodyNotJSON.Error()
-		case !json.Valid(kept) || holdsSecret(kept, secrets):
-			res.Fields["legacyError"] = "body withheld: it holds a secret header value this probe sends"
-		default:
-			res.Body = json.RawMessage(kept)
+	if p.legacy && p.unfollowed(resp) == "" {
+		// Kept even when the status is unexpected: an app's 503 body says why it is unhealthy. A
+		// redirect's body is not the app's health: the failure below says why there is none.
+		body, why := p.legacyBody(resp.Request.URL, body, hidden)
+		if why != "" {
+			res.Fields["legacyError"] = why
 		}
+		res.Body = body
 	}
 
 	if !p.statusExpected(resp.StatusCode) {
-		return fail(fmt.Errorf("status %d, want %s", resp.StatusCode, p.wantStatus()))
+		err := fmt.Errorf("status %d, want %s%s", resp.StatusCode, p.wantStatus(), p.unfollowed(resp))
+		if permanentStatus(resp.StatusCode) {
+			err = Permanent(err)
+		}
+		return fail(err)
 	}
 	if len(p.conditions) > 0 {
 		doc, err := decodeJSONBody(body)
@@ -233,9 +297,9 @@ func (p *httpProbe) Check(ctx context.Context) (Result, error) {
 		var shown any // doc with the secrets redacted, for messages: the verdict is taken on doc itself
 		for _, c := range p.conditions {
 			if err := c.check(doc); err != nil {
-				if len(secrets) > 0 {
+				if len(hidden) > 0 {
 					if shown == nil {
-						shown = redactJSON(doc, secrets)
+						shown = redactJSON(doc, hidden)
 					}
 					if err = c.check(shown); err == nil {
 						err = fmt.Errorf("json %s: unexpected value (withheld: it holds a secret header value)", c.Path)
@@ -287,20 +351,30 @@ func (p *httpProbe) wantStatus() string {
 	return "one of " + strings.Join(s, ", ")
 }
 
-// validHeaderName reports whether s is an HTTP token (RFC 9110 §5.6.2).
-func validHeaderName(s string) bool {
-	if s == "" {
-		return false
+// legacyBody returns the body as /api/health may embed it, or nil and why not. It must be the app's
+// own (served by the configured scheme and host, not one a redirect led to), valid UTF-8, valid JSON
+// nested at most maxJSONDepth levels, and hold no secret once redacted: whatever parses it (jq, Python,
+// a load balancer's check) must be able to, and it must not carry what the probe sent.
+func (p *httpProbe) legacyBody(from *url.URL, body []byte, secrets []string) (json.RawMessage, string) {
+	switch {
+	case from != nil && !sameOrigin(from, p.target):
+		return nil, shownMessage(fmt.Sprintf("body came from another host (redirected to %s)", shownURL(from.String())), secrets)
+	case !utf8.Valid(body):
+		return nil, "body is not valid UTF-8"
+	case !json.Valid(body):
+		return nil, errBodyNotJSON.Error()
 	}
-	for _, c := range s {
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case strings.ContainsRune("!#$%&'*+-.^_`|~", c):
-		default:
-			return false
-		}
+	switch depth, lone := jsonShape(body); {
+	case depth > maxJSONDepth:
+		return nil, fmt.Sprintf("body nests deeper than %d levels", maxJSONDepth)
+	case lone:
+		return nil, "body escapes a lone UTF-16 surrogate (\\ud800 without its pair), which some JSON parsers refuse"
 	}
-	return true
+	kept := redactBody(body, secrets)
+	if !json.Valid(kept) || holdsSecret(kept, secrets) {
+		return nil, "body withheld: it holds a secret this agent sends"
+	}
+	return json.RawMessage(kept), ""
 }
 
 // hasOptionKey reports whether raw[list][i] has key (case-insensitively, as DecodeOptions matches),

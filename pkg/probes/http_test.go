@@ -480,7 +480,7 @@ func TestHTTPRedirects(t *testing.T) {
 		})
 		headers := map[string]any{"X-Key": map[string]any{"env": "KEY"}, "Authorization": map[string]any{"env": "KEY"}}
 		p := buildHTTP(t, Spec{
-			Options: map[string]any{"url": srv.URL, "headers": headers},
+			Options: map[string]any{"url": srv.URL, "headers": headers, "followRedirects": "any"},
 			Env:     Env{LookupEnv: envMap(map[string]string{"KEY": "k"})},
 		})
 		if _, err := checkOnce(t, p); err != nil {
@@ -525,7 +525,7 @@ func TestRetryAfter(t *testing.T) {
 			if tt.value != "" {
 				h.Set("Retry-After", tt.value)
 			}
-			if got := retryAfter(h, now); got != tt.want {
+			if got := parseRetryAfter(h.Get("Retry-After"), now, 0, httpMaxRetryAfter); got != tt.want {
 				t.Errorf("retryAfter(%q) = %v, want %v", tt.value, got, tt.want)
 			}
 		})

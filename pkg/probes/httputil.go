@@ -1,24 +1,30 @@
 package probes
 
 import (
-	"bytes"
+	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
-	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"golang.org/x/net/http/httpguts"
+
 	"github.com/health-agent/health-agent/pkg/config"
+	"github.com/health-agent/health-agent/pkg/redact"
 )
 
-// Shared plumbing for the kinds that speak HTTP (http, and any other kind that wants it).
+// Shared plumbing for the kinds that speak HTTP (http, cdp, figma, mcp): the client, body limits,
+// Retry-After, and how a dependency's text is cleaned before it is kept.
 
 // ErrBodyTooLarge means a response body was larger than the probe is willing to read.
 var ErrBodyTooLarge = errors.New("body too large")
@@ -26,6 +32,9 @@ var ErrBodyTooLarge = errors.New("body too large")
 // maxRedirects bounds the redirects an HTTP probe follows: a health endpoint that redirects more
 // than this is misconfigured, and following further would only hide it.
 const maxRedirects = 3
+
+// maxCABytes bounds a caFile: a full public bundle is about 200 KB.
+const maxCABytes = 1 << 20
 
 // TLSOptions are the `tls` options of an HTTP-speaking kind.
 type TLSOptions struct {
@@ -41,7 +50,7 @@ func (o TLSOptions) tlsConfig() (*tls.Config, error) {
 	if o.CAFile == "" {
 		return c, nil
 	}
-	pem, err := os.ReadFile(o.CAFile)
+	pem, err := config.ReadFile(o.CAFile, maxCABytes)
 	if err != nil {
 		return nil, config.Errorf("caFile", "cannot read %q: %v", o.CAFile, errors.Unwrap(err))
 	}
@@ -61,32 +70,63 @@ func (o TLSOptions) warnings() []string {
 	return nil
 }
 
-// newHTTPClient builds the client of one probe. Keep-alives are off on purpose: each check opens a
-// fresh connection, so it sees what a new client would (a full accept queue, a broken TLS setup), and
-// a probe that is dropped on reload leaves no idle connection or goroutine behind. Deadlines come
-// from the ctx of each request. The hostBound headers (which may carry secrets) are dropped when a
-// redirect leads to another host; net/http itself only drops Authorization and Cookie.
-func newHTTPClient(tlsConf *tls.Config, hostBound []string) *http.Client {
-	return &http.Client{
-		Transport: &http.Transport{
-			Proxy:                  http.ProxyFromEnvironment,
-			TLSClientConfig:        tlsConf,
-			DisableKeepAlives:      true,
-			MaxResponseHeaderBytes: 64 << 10,
-		},
-		CheckRedirect: func(req *http.Request, via []*http.Request) error {
-			if len(via) > maxRedirects {
-				return fmt.Errorf("stopped after %d redirects", maxRedirects)
-			}
-			if orig := via[0].URL; req.URL.Host != orig.Host || req.URL.Scheme != orig.Scheme {
-				for _, name := range hostBound {
-					req.Header.Del(name)
-				}
-			}
-			return nil
-		},
-	}
+// clientOptions are what the HTTP-speaking kinds (http, cdp, figma, mcp) choose of their client; every
+// other setting is the same for all of them.
+type clientOptions struct {
+	// TLS is the client TLS config; nil: the system roots, TLS 1.2 at least.
+	TLS *tls.Config
+	// ProxyFromEnv sends requests through HTTP(S)_PROXY; off for dependencies inside the pod or cluster.
+	ProxyFromEnv bool
+	// KeepAlives keeps connections open between the requests of one check (an MCP session sends
+	// several). Off, each request opens a fresh connection: it sees what a new client would (a full
+	// accept queue, a broken TLS setup), and nothing idles between checks.
+	KeepAlives bool
+	// Redirect decides on each redirect (http.Client.CheckRedirect); nil: never follow one, the 3xx
+	// answer is the result.
+	Redirect func(req *http.Request, via []*http.Request) error
+	// Dial replaces the dialer (to track or cut a check's connections); nil: a plain net.Dialer.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
+
+// maxResponseHeaderBytes bounds the headers of any answer: a health endpoint's are well under 8 KiB.
+const maxResponseHeaderBytes = 64 << 10
+
+// newTransport builds the transport described by o. Deadlines come from the ctx of each request.
+func newTransport(o clientOptions) *http.Transport {
+	tr := &http.Transport{
+		TLSClientConfig:        o.TLS,
+		DisableKeepAlives:      !o.KeepAlives,
+		MaxResponseHeaderBytes: maxResponseHeaderBytes,
+		DialContext:            o.Dial,
+	}
+	if tr.TLSClientConfig == nil {
+		tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	if o.ProxyFromEnv {
+		tr.Proxy = http.ProxyFromEnvironment
+	}
+	if tr.DialContext == nil {
+		tr.DialContext = (&net.Dialer{}).DialContext
+	}
+	return tr
+}
+
+// newClient builds the client of one probe from o.
+func newClient(o clientOptions) *http.Client {
+	redirect := o.Redirect
+	if redirect == nil {
+		redirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	}
+	return &http.Client{Transport: newTransport(o), CheckRedirect: redirect}
+}
+
+// sameOrigin reports whether two URLs have the same scheme and host (port included).
+func sameOrigin(a, b *url.URL) bool {
+	return strings.EqualFold(a.Scheme, b.Scheme) && strings.EqualFold(a.Host, b.Host)
+}
+
+// validHeaderName reports whether s may be sent as a header field name (an RFC 9110 token).
+func validHeaderName(s string) bool { return httpguts.ValidHeaderFieldName(s) }
 
 // readBounded reads r up to limit bytes. A longer body gives ErrBodyTooLarge after reading at most
 // limit+1 bytes, so an endless body costs a bounded amount of memory and time.
@@ -113,27 +153,24 @@ func closeBody(body io.ReadCloser) {
 	_ = body.Close()
 }
 
-// retryAfter parses a Retry-After header (delay-seconds or an HTTP date, RFC 9110 §10.2.3) relative to
-// now. It returns 0 when the header is absent, malformed or in the past.
-func retryAfter(h http.Header, now time.Time) time.Duration {
-	v := h.Get("Retry-After")
-	if v == "" {
-		return 0
-	}
+// parseRetryAfter reads a Retry-After value (delay-seconds or an HTTP date, RFC 9110 §10.2.3) relative
+// to now. An absent, malformed or negative value gives def, a date in the past 0; the result is at most
+// limit.
+func parseRetryAfter(v string, now time.Time, def, limit time.Duration) time.Duration {
+	v = strings.TrimSpace(v)
+	d := def
 	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
-		if secs <= 0 {
-			return 0
+		if secs >= 0 {
+			d = time.Duration(min(secs, int64(limit/time.Second))) * time.Second
 		}
-		return time.Duration(min(secs, int64(24*time.Hour/time.Second))) * time.Second
+	} else if t, err := http.ParseTime(v); err == nil {
+		d = max(t.Sub(now), 0)
 	}
-	if t, err := http.ParseTime(v); err == nil && t.After(now) {
-		return min(t.Sub(now), 24*time.Hour)
-	}
-	return 0
+	return min(d, limit)
 }
 
 // redacted replaces a secret in text shown to people.
-const redacted = "[redacted]"
+const redacted = redact.Mask
 
 // appendSecret adds a resolved secret value to secrets, and the raw secret without its configured
 // prefix ("Bearer "), which a dependency may echo alone.
@@ -147,26 +184,105 @@ func appendSecret(secrets []string, value, prefix string) []string {
 	return secrets
 }
 
-// redactError returns err with every secret replaced, keeping errors.Is working without unwrapping to
-// the original text.
-func redactError(err error, secrets []string) error {
+// shareSecrets adds a probe's secrets to the agent-wide set, so that another dependency that echoes
+// them is cleaned of them too. Values shorter than redact.MinRun stay with the probe alone: the set
+// hides a short value wherever it occurs whole, and "1" or "json" would garble every other probe's text.
+func shareSecrets(set *redact.Secrets, secrets []string) {
+	for _, s := range secrets {
+		if len(s) >= redact.MinRun {
+			set.Add(s)
+		}
+	}
+}
+
+// urlSecrets are the secrets a configured URL carries: its password, base64(user:password) as Basic
+// auth sends it, and its query values of redact.MinRun bytes or more (an API key is often put there;
+// shorter values such as "1" are flags, not secrets).
+func urlSecrets(u *url.URL) []string {
+	var out []string
+	if pw, ok := u.User.Password(); ok && pw != "" {
+		out = append(out, pw, base64.StdEncoding.EncodeToString([]byte(u.User.Username()+":"+pw)))
+		if esc := url.QueryEscape(pw); esc != pw {
+			out = append(out, esc)
+		}
+	}
+	for _, vs := range u.Query() {
+		for _, v := range vs {
+			if len(v) >= redact.MinRun {
+				out = append(out, v)
+				if esc := url.QueryEscape(v); esc != v {
+					out = append(out, esc)
+				}
+			}
+		}
+	}
+	return out
+}
+
+// withShared returns secrets plus the agent-wide set's values.
+func withShared(secrets []string, set *redact.Secrets) []string {
+	shared := set.List()
+	if len(shared) == 0 {
+		return secrets
+	}
+	return append(slices.Clip(secrets), shared...)
+}
+
+// failure is how a kind returns a failed check's error: marked permanent when no retry can change it
+// (see isPermanent), its message as people may see it (secrets hidden, even in pieces, then cut to
+// redact.MaxText on a rune boundary). errors.Is and errors.As still see the cause.
+func failure(err error, secrets []string) error {
 	if err == nil {
 		return nil
 	}
-	msg := redactText(err.Error(), secrets)
+	if isPermanent(err) && !errors.Is(err, ErrPermanent) {
+		err = Permanent(err)
+	}
+	msg := redact.Shown(err.Error(), secrets, redact.MaxText)
 	if msg == err.Error() {
 		return err
 	}
-	return &redactedError{msg: msg, err: err}
+	return &shownError{msg: msg, err: err}
 }
 
-type redactedError struct {
+// isPermanent reports a failure that a retry within the same execution cannot change: one already
+// marked, a secret that is not there, a certificate that does not verify.
+func isPermanent(err error) bool {
+	return errors.Is(err, ErrPermanent) || errors.Is(err, config.ErrSecretAbsent) || tlsVerifyFailed(err)
+}
+
+// tlsVerifyFailed reports whether err is a failure to verify the server's certificate.
+func tlsVerifyFailed(err error) bool {
+	var (
+		unknown   x509.UnknownAuthorityError
+		hostname  x509.HostnameError
+		invalid   x509.CertificateInvalidError
+		verifying *tls.CertificateVerificationError
+	)
+	return errors.As(err, &unknown) || errors.As(err, &hostname) || errors.As(err, &invalid) || errors.As(err, &verifying)
+}
+
+// permanentStatus reports an HTTP status that a retry cannot change: the request or its credentials
+// are wrong, or the resource is not there.
+func permanentStatus(code int) bool {
+	switch code {
+	case http.StatusBadRequest, http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound,
+		http.StatusMethodNotAllowed, http.StatusGone, http.StatusUnprocessableEntity:
+		return true
+	}
+	return false
+}
+
+// shownError carries a message cleaned for people and the error it came from, for errors.Is and
+// errors.As only: it has no Unwrap, so the original text cannot be reached by unwrapping.
+type shownError struct {
 	msg string
 	err error
 }
 
-func (e *redactedError) Error() string        { return e.msg }
-func (e *redactedError) Is(target error) bool { return errors.Is(e.err, target) }
+func (e *shownError) Error() string        { return e.msg }
+func (e *shownError) Is(target error) bool { return errors.Is(e.err, target) }
+func (e *shownError) As(target any) bool   { return errors.As(e.err, target) }
 
 // shownURL is a URL as people may see it: its password and the values of its query hidden (an API key
 // is often put there), its fragment dropped. A URL that does not parse is cut before any user info and
@@ -206,60 +322,56 @@ func redactURLError(err error) error {
 	return err
 }
 
-// maxShownText bounds a string a dependency chose (a server's name, a user handle) when it is put in a
-// field: it is input, and it is served on every request until the next check.
+// maxShownText bounds a short string a dependency chose (a server's name, a tool's name, a user handle)
+// when it is put in a field: it is input, and it is served on every request until the next check.
 const maxShownText = 256
 
-// shownText is a dependency's string as a field shows it: the secrets sent to it replaced, at most
-// maxShownText bytes (cut at a rune boundary, marked with an ellipsis).
+// shownText is a dependency's short string as a field shows it: secrets hidden, at most maxShownText
+// bytes, cut on a rune boundary.
 func shownText(s string, secrets []string) string {
-	return clipText(redactText(s, secrets), maxShownText)
+	return redact.Shown(s, secrets, maxShownText)
 }
 
-func redactText(s string, secrets []string) string {
-	for _, sec := range secrets {
-		if sec != "" {
-			s = strings.ReplaceAll(s, sec, redacted)
-		}
-	}
-	return s
+// shownMessage is a dependency's message (an error, a reason) as it is kept: secrets hidden, at most
+// redact.MaxText bytes.
+func shownMessage(s string, secrets []string) string {
+	return redact.Shown(s, secrets, redact.MaxText)
 }
 
-// minBodySecret is the shortest header value redacted from a body. Any env or file value counts as a
+// bodySecrets are the secrets long enough to redact from a body. Any env or file value counts as a
 // secret, and a short one ("1", "json") would garble a legacy body (or have it withheld) wherever those
 // bytes occur; messages, which it cannot garble in a harmful way, are redacted of every length.
-const minBodySecret = 8
-
-// bodySecrets are the secrets long enough to redact from a body.
 func bodySecrets(secrets []string) []string {
 	var out []string
 	for _, s := range secrets {
-		if len(s) >= minBodySecret {
+		if len(s) >= redact.MinRun {
 			out = append(out, s)
 		}
 	}
 	return out
 }
 
-// redactBody replaces the secrets in a raw body. The result may no longer be valid JSON (a secret that
-// was a number): the caller checks.
+// redactBody hides the secrets (any redact.MinRun-byte piece of one) in a raw body. The result may no
+// longer be valid JSON (a secret that was a number): the caller checks.
 func redactBody(b []byte, secrets []string) []byte {
-	for _, sec := range bodySecrets(secrets) {
-		if bytes.Contains(b, []byte(sec)) {
-			b = bytes.ReplaceAll(b, []byte(sec), []byte(redacted))
-		}
+	secrets = bodySecrets(secrets)
+	if len(secrets) == 0 {
+		return b
+	}
+	if s := redact.Text(string(b), secrets); s != string(b) {
+		return []byte(s)
 	}
 	return b
 }
 
-// redactJSON returns a copy of a decoded JSON document with the secrets replaced in every string, keys
+// redactJSON returns a copy of a decoded JSON document with the secrets hidden in every string, keys
 // included.
 func redactJSON(v any, secrets []string) any {
 	switch x := v.(type) {
 	case string:
-		return redactText(x, secrets)
+		return redact.Text(x, secrets)
 	case json.Number:
-		if s := redactText(string(x), secrets); s != string(x) {
+		if s := redact.Text(string(x), secrets); s != string(x) {
 			return s
 		}
 		return x
@@ -272,7 +384,7 @@ func redactJSON(v any, secrets []string) any {
 	case map[string]any:
 		out := make(map[string]any, len(x))
 		for k, e := range x {
-			out[redactText(k, secrets)] = redactJSON(e, secrets)
+			out[redact.Text(k, secrets)] = redactJSON(e, secrets)
 		}
 		return out
 	default:
@@ -295,9 +407,9 @@ func holdsSecret(body []byte, secrets []string) bool {
 	holds = func(v any) bool {
 		switch x := v.(type) {
 		case string:
-			return redactText(x, secrets) != x
+			return redact.Text(x, secrets) != x
 		case json.Number:
-			return redactText(string(x), secrets) != string(x)
+			return redact.Text(string(x), secrets) != string(x)
 		case []any:
 			for _, e := range x {
 				if holds(e) {
@@ -314,4 +426,61 @@ func holdsSecret(body []byte, secrets []string) bool {
 		return false
 	}
 	return holds(doc)
+}
+
+// maxJSONDepth is the deepest nesting of a legacy body that is embedded: parsers that read
+// /api/health (jq, Python, browsers) have depth limits of their own, and an app's health needs few.
+const maxJSONDepth = 64
+
+// jsonShape scans a valid JSON document for what some parsers refuse although encoding/json takes it:
+// its deepest nesting of arrays and objects, and whether a string holds a \u escape of a lone UTF-16
+// surrogate ("\ud800" alone), which jq rejects.
+func jsonShape(b []byte) (depth int, loneSurrogate bool) {
+	level, inString := 0, false
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		switch {
+		case inString && c == '"':
+			inString = false
+		case inString && c == '\\':
+			i++
+			if i < len(b) && b[i] == 'u' {
+				r := hexRune(b[i+1:])
+				switch {
+				case r >= 0xD800 && r <= 0xDBFF:
+					if len(b) < i+11 || b[i+5] != '\\' || b[i+6] != 'u' {
+						loneSurrogate = true
+					} else if lo := hexRune(b[i+7:]); lo < 0xDC00 || lo > 0xDFFF {
+						loneSurrogate = true
+					} else {
+						i += 6
+					}
+				case r >= 0xDC00 && r <= 0xDFFF:
+					loneSurrogate = true
+				}
+				i += 4
+			}
+		case inString:
+		case c == '"':
+			inString = true
+		case c == '[' || c == '{':
+			level++
+			depth = max(depth, level)
+		case c == ']' || c == '}':
+			level--
+		}
+	}
+	return depth, loneSurrogate
+}
+
+// hexRune reads the 4 hex digits at the start of b (a valid document has them after \u).
+func hexRune(b []byte) rune {
+	if len(b) < 4 {
+		return -1
+	}
+	n, err := strconv.ParseUint(string(b[:4]), 16, 16)
+	if err != nil {
+		return -1
+	}
+	return rune(n)
 }

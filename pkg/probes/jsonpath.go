@@ -7,9 +7,9 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/health-agent/health-agent/pkg/config"
+	"github.com/health-agent/health-agent/pkg/redact"
 )
 
 // errBodyNotJSON means a body that conditions should be evaluated against is not a JSON document.
@@ -110,7 +110,7 @@ func newJSONCondition(path string, equals any) (jsonCondition, error) {
 	switch want.(type) {
 	case nil, bool, string, json.Number:
 	default:
-		return jsonCondition{}, config.Errorf("equals", "must be a string, number, boolean or null, got %s", clipText(string(b), 40))
+		return jsonCondition{}, config.Errorf("equals", "must be a string, number, boolean or null, got %s", redact.Clip(string(b), 40))
 	}
 	return jsonCondition{Path: p, Want: want}, nil
 }
@@ -173,16 +173,5 @@ func renderJSONValue(v any) string {
 	if err != nil {
 		return "?"
 	}
-	return clipText(string(b), 64)
-}
-
-// clipText cuts s to at most n bytes, on a rune boundary.
-func clipText(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n] + "…"
+	return redact.Clip(string(b), 64)
 }

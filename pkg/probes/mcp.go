@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
@@ -18,6 +17,8 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/health-agent/health-agent/pkg/config"
+	"github.com/health-agent/health-agent/pkg/redact"
+	"github.com/health-agent/health-agent/pkg/version"
 )
 
 // mcpProtocolVersion is the protocol version the probe asks for. It is pinned because the SDK's default
@@ -30,9 +31,13 @@ const (
 	mcpMaxToolPages = 100
 	// mcpMaxToolNames caps the toolNames field: it is for people, the count is in tools.
 	mcpMaxToolNames = 50
+	// mcpMaxToolsKept bounds the distinct tool names a check remembers (to count them and match
+	// requiredTools). Past it, tools are counted without deduplication and toolsCapped is set.
+	mcpMaxToolsKept = 10_000
 	// mcpMaxResponseBytes bounds any one HTTP response body, so a broken server cannot make the probe
-	// buffer without limit (the SDK reads error bodies whole).
-	mcpMaxResponseBytes = 8 << 20
+	// buffer without limit (the SDK reads a body whole, error bodies too). A tools/list page of a
+	// thousand tools with schemas fits.
+	mcpMaxResponseBytes = 1 << 20
 	// mcpCloseGrace is how long past its deadline a check may spend closing its session (see hardStop).
 	mcpCloseGrace = time.Second
 )
@@ -62,9 +67,10 @@ type mcpProbe struct {
 	required   []string
 	headers    map[string]config.Value // canonical header name -> value
 	lookup     func(string) (string, bool)
+	shared     *redact.Secrets
 	client     *mcp.Client
-	base       *http.Transport // cloned per check, so each check owns (and closes) its connections
 	closeGrace time.Duration
+	maxKept    int // mcpMaxToolsKept; smaller in tests
 }
 
 func newMCP(spec Spec) (Probe, error) {
@@ -106,7 +112,7 @@ func newMCP(spec Spec) (Probe, error) {
 		path := "headers." + name
 		canon := http.CanonicalHeaderKey(name)
 		switch {
-		case !mcpValidHeaderName(name):
+		case !validHeaderName(name):
 			errs = append(errs, config.Errorf(path, "not a valid HTTP header name"))
 			continue
 		case slices.Contains(mcpManagedHeaders, canon):
@@ -122,10 +128,6 @@ func newMCP(spec Spec) (Probe, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	base, ok := http.DefaultTransport.(*http.Transport)
-	if !ok {
-		base = &http.Transport{Proxy: http.ProxyFromEnvironment}
-	}
 	return &mcpProbe{
 		endpoint: u.String(),
 		origin:   u.Scheme + "://" + u.Host,
@@ -134,11 +136,12 @@ func newMCP(spec Spec) (Probe, error) {
 		required: required,
 		headers:  headers,
 		lookup:   spec.Env.LookupEnv,
-		client: mcp.NewClient(&mcp.Implementation{Name: "health-agent", Version: mcpAgentVersion()},
+		shared:   spec.Env.Secrets,
+		client: mcp.NewClient(&mcp.Implementation{Name: "health-agent", Version: version.String()},
 			// Advertise nothing: the probe serves no roots, sampling or elicitation.
 			&mcp.ClientOptions{Capabilities: &mcp.ClientCapabilities{}}),
-		base:       base.Clone(),
 		closeGrace: mcpCloseGrace,
+		maxKept:    mcpMaxToolsKept,
 	}, nil
 }
 
@@ -163,27 +166,6 @@ func mcpParseURL(raw string) (*url.URL, error) {
 	return u, nil
 }
 
-// mcpValidHeaderName reports whether s is an RFC 9110 token.
-func mcpValidHeaderName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for _, c := range []byte(s) {
-		if c <= ' ' || c >= 0x7f || strings.IndexByte(`"(),/:;<=>?@[\]{}`, c) >= 0 {
-			return false
-		}
-	}
-	return true
-}
-
-// mcpAgentVersion is the clientInfo.version the probe announces.
-func mcpAgentVersion() string {
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		return bi.Main.Version
-	}
-	return "dev"
-}
-
 // Warnings reports header secrets that are not there yet: the probe will fail until they are.
 func (p *mcpProbe) Warnings() []string {
 	var out []string
@@ -202,16 +184,17 @@ func (p *mcpProbe) Check(ctx context.Context) (Result, error) {
 
 	headers, secrets, err := p.resolveHeaders()
 	if err != nil {
-		return res, fmt.Errorf("mcp: %w", err)
+		return res, failure(fmt.Errorf("mcp: %w", err), p.shared.List())
 	}
+	shareSecrets(p.shared, secrets)
+	secrets = withShared(secrets, p.shared)
 	conns := &mcpConnSet{conns: map[net.Conn]struct{}{}}
 	// Cut whatever the check left open (a best-effort cancellation notice the SDK sends in the
 	// background, a legacy SSE stream), so nothing outlives Check.
 	defer conns.closeAll()
 	defer p.hardStop(ctx, conns)()
-	tr := p.base.Clone()
-	tr.DialContext = conns.dial
-	tr.DialTLSContext = nil
+	// Keep-alives serve the several requests of one session; conns.closeAll ends them with the check.
+	tr := newTransport(clientOptions{ProxyFromEnv: true, KeepAlives: true, Dial: conns.dial})
 	hc := &http.Client{
 		Transport:     &mcpHeaderTransport{base: tr, origin: p.origin, headers: headers},
 		CheckRedirect: p.checkRedirect,
@@ -231,51 +214,57 @@ func (p *mcpProbe) Check(ctx context.Context) (Result, error) {
 
 	cs, err := p.client.Connect(ctx, transport, &mcp.ClientSessionOptions{ProtocolVersion: mcpProtocolVersion})
 	if err != nil {
-		return res, redactError(fmt.Errorf("mcp: initialize: %w", err), secrets)
+		return res, failure(fmt.Errorf("mcp: initialize: %w", err), secrets)
 	}
 	// Always close, whatever the verdict: a stateful server would otherwise keep the session.
 	defer func() { _ = cs.Close() }() // best effort: the verdict is already made
 
 	info := cs.InitializeResult()
 	fields["connected"] = true
-	fields["protocolVersion"] = info.ProtocolVersion
+	fields["protocolVersion"] = shownText(info.ProtocolVersion, secrets)
 	if si := info.ServerInfo; si != nil {
 		fields["serverName"] = shownText(si.Name, secrets)
 		fields["serverVersion"] = shownText(si.Version, secrets)
 	}
 
 	if err := cs.Ping(ctx, nil); err != nil {
-		return res, redactError(fmt.Errorf("mcp: ping: %w", err), secrets)
+		return res, failure(fmt.Errorf("mcp: ping: %w", err), secrets)
 	}
 
-	names := []string{} // a server without the tools capability has none, and lists as []
+	tools := mcpTools{kept: []string{}, required: map[string]bool{}} // no tools capability: none, listed as []
+	for _, name := range p.required {
+		tools.required[name] = false
+	}
 	if info.Capabilities != nil && info.Capabilities.Tools != nil {
-		names, err = mcpListTools(ctx, cs)
-		if err != nil {
-			return res, redactError(fmt.Errorf("mcp: tools/list: %w", err), secrets)
+		if err := tools.list(ctx, cs, p.maxKept); err != nil {
+			return res, failure(fmt.Errorf("mcp: tools/list: %w", err), secrets)
 		}
 	}
-	fields["tools"] = len(names)
-	shown := make([]string, min(len(names), mcpMaxToolNames))
+	fields["tools"] = tools.count
+	if tools.capped {
+		fields["toolsCapped"] = true
+	}
+	shown := make([]string, min(len(tools.kept), mcpMaxToolNames))
 	for i := range shown {
-		shown[i] = shownText(names[i], secrets) // the server's words, like its name
+		shown[i] = shownText(tools.kept[i], secrets) // the server's words, like its name
 	}
 	fields["toolNames"] = shown
-	if len(names) > mcpMaxToolNames {
+	if tools.count > mcpMaxToolNames {
 		fields["toolNamesTruncated"] = true
 	}
 
 	var missing []string
 	for _, name := range p.required {
-		if _, found := slices.BinarySearch(names, name); !found {
+		if !tools.required[name] {
 			missing = append(missing, name)
 		}
 	}
 	switch {
 	case len(missing) > 0:
-		return res, fmt.Errorf("mcp: %w: %s (server has %d tools)", ErrMCPToolsMissing, strings.Join(missing, ", "), len(names))
-	case len(names) < p.minTools:
-		return res, fmt.Errorf("mcp: server has %d tools, want at least %d", len(names), p.minTools)
+		// The server answered; only a change on its side (or in the config) brings the tools back.
+		return res, failure(Permanent(fmt.Errorf("mcp: %w: %s (server has %d tools)", ErrMCPToolsMissing, strings.Join(missing, ", "), tools.count)), secrets)
+	case tools.count < p.minTools:
+		return res, fmt.Errorf("mcp: server has %d tools, want at least %d", tools.count, p.minTools)
 	}
 	return res, nil
 }
@@ -305,33 +294,49 @@ func (p *mcpProbe) hardStop(ctx context.Context, conns *mcpConnSet) (stop func()
 	}
 }
 
-// mcpListTools follows tools/list pagination (bounded) and returns the unique tool names, sorted.
-func mcpListTools(ctx context.Context, cs *mcp.ClientSession) ([]string, error) {
-	names := []string{}
+// mcpTools is what tools/list showed.
+type mcpTools struct {
+	kept     []string        // distinct names, sorted, at most the cap
+	count    int             // distinct names, plus every name past the cap
+	capped   bool            // more names than the cap: count may include duplicates past it
+	required map[string]bool // requiredTools -> seen
+}
+
+// list follows tools/list pagination (bounded), keeping at most maxKept distinct names.
+func (t *mcpTools) list(ctx context.Context, cs *mcp.ClientSession, maxKept int) error {
 	seen, cursors := map[string]bool{}, map[string]bool{}
 	params := &mcp.ListToolsParams{}
 	for range mcpMaxToolPages {
 		page, err := cs.ListTools(ctx, params)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		for _, t := range page.Tools {
-			if t != nil && !seen[t.Name] {
-				seen[t.Name] = true
-				names = append(names, t.Name)
+		for _, tool := range page.Tools {
+			if tool == nil || seen[tool.Name] {
+				continue
+			}
+			if _, ok := t.required[tool.Name]; ok {
+				t.required[tool.Name] = true
+			}
+			t.count++
+			if len(t.kept) < maxKept {
+				seen[tool.Name] = true
+				t.kept = append(t.kept, tool.Name)
+			} else {
+				t.capped = true
 			}
 		}
 		if page.NextCursor == "" {
-			slices.Sort(names)
-			return names, nil
+			slices.Sort(t.kept)
+			return nil
 		}
 		if cursors[page.NextCursor] {
-			return nil, errors.New("server repeated a pagination cursor")
+			return errors.New("server repeated a pagination cursor")
 		}
 		cursors[page.NextCursor] = true
 		params = &mcp.ListToolsParams{Cursor: page.NextCursor}
 	}
-	return nil, fmt.Errorf("more than %d pages of tools", mcpMaxToolPages)
+	return fmt.Errorf("more than %d pages of tools", mcpMaxToolPages)
 }
 
 // resolveHeaders reads the header values now (so a rotated secret is picked up) and returns them with
@@ -361,8 +366,8 @@ func (p *mcpProbe) resolveHeaders() (http.Header, []string, error) {
 
 // checkRedirect follows redirects within the configured origin only: the headers may carry secrets.
 func (p *mcpProbe) checkRedirect(req *http.Request, via []*http.Request) error {
-	if len(via) >= 5 {
-		return errors.New("stopped after 5 redirects")
+	if len(via) > maxRedirects {
+		return fmt.Errorf("stopped after %d redirects", maxRedirects)
 	}
 	if req.URL.Scheme+"://"+req.URL.Host != p.origin {
 		return fmt.Errorf("refusing redirect to another origin %s://%s", req.URL.Scheme, req.URL.Host)
@@ -386,7 +391,7 @@ func (t *mcpHeaderTransport) RoundTrip(req *http.Request) (*http.Response, error
 		}
 	}
 	if req.Header.Get("User-Agent") == "" {
-		req.Header.Set("User-Agent", "health-agent")
+		req.Header.Set("User-Agent", userAgent)
 	}
 	resp, err := t.base.RoundTrip(req)
 	if err != nil {

@@ -30,9 +30,10 @@ type memoryOptions struct {
 	CritBytes   any `mapstructure:"critBytes"`
 	WarnPercent any `mapstructure:"warnPercent"`
 	CritPercent any `mapstructure:"critPercent"`
-	// ProcRoot is where procfs is mounted; only tests change it.
-	ProcRoot string `mapstructure:"procRoot"`
 }
+
+// memoryMaxPidFile caps a pid file: a pid is a few digits.
+const memoryMaxPidFile = 4 << 10
 
 // Default percent thresholds, used when no threshold is configured at all.
 const (
@@ -53,7 +54,8 @@ type memoryProbe struct {
 	process, pidFile     string
 	warnBytes, critBytes int64   // 0: not set
 	warnPct, critPct     float64 // 0: not set
-	procRoot             string
+	// procRoot is where procfs is mounted; tests point it at a fake tree.
+	procRoot string
 	// cgroupRoot is the agent's own view of the cgroup hierarchy; tests point it at a fake tree.
 	cgroupRoot string
 	// self is the agent's pid, never a match by name (its comm is not the app's, but argv tricks could be).
@@ -69,13 +71,10 @@ func newMemory(spec Spec) (Probe, error) {
 	p := &memoryProbe{
 		process:    strings.TrimSpace(o.Process),
 		pidFile:    strings.TrimSpace(o.PidFile),
-		procRoot:   o.ProcRoot,
+		procRoot:   "/proc",
 		cgroupRoot: "/sys/fs/cgroup",
 		self:       os.Getpid(),
 		legacyBody: spec.Env.LegacyBody,
-	}
-	if p.procRoot == "" {
-		p.procRoot = "/proc"
 	}
 	var errs []error
 	switch {
@@ -161,9 +160,15 @@ func (p *memoryProbe) Check(ctx context.Context) (Result, error) {
 		if readable {
 			fields["note"] = "no memory limit set on the process's cgroup; percent thresholds not applied"
 		} else {
-			fields["note"] = fmt.Sprintf("memory limit not readable for pid %d (run the agent with the app's UID "+
-				"so %s is readable, or set warnBytes/critBytes); percent thresholds not applied",
-				t.pid, filepath.Join(p.procRoot, strconv.Itoa(t.pid), "root"))
+			fix := fmt.Sprintf("run the agent with the app's UID (or CAP_SYS_PTRACE) so %s is readable, or set warnBytes/critBytes",
+				filepath.Join(p.procRoot, strconv.Itoa(t.pid), "root"))
+			fields["note"] = fmt.Sprintf("memory limit not readable for pid %d (%s); percent thresholds not applied", t.pid, fix)
+			if p.warnBytes == 0 && p.critBytes == 0 {
+				// Percents of an unknown limit judge nothing: saying "healthy" would be a guess.
+				return Result{Status: Unknown, Fields: fields, Reason: fmt.Sprintf(
+					"process %s (pid %d): RSS %s, but its memory limit is not readable and only percent thresholds are set: %s",
+					t.name, t.pid, formatIEC(t.rss), fix)}, nil
+			}
 		}
 	}
 
@@ -214,12 +219,12 @@ func (p *memoryProbe) find(ctx context.Context) (memoryTarget, string, error) {
 }
 
 func (p *memoryProbe) findByPidFile() (memoryTarget, string) {
-	b, err := os.ReadFile(p.pidFile)
+	b, err := config.ReadFile(p.pidFile, memoryMaxPidFile)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		return memoryTarget{}, fmt.Sprintf("pid file %s does not exist; have the app write its pid there, or set process instead", p.pidFile)
 	case err != nil:
-		return memoryTarget{}, fmt.Sprintf("cannot read pid file: %v", err)
+		return memoryTarget{}, fmt.Sprintf("cannot read the pid file: %v", err)
 	}
 	s := strings.TrimSpace(string(b))
 	pid, err := strconv.Atoi(s)

@@ -14,7 +14,9 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/health-agent/health-agent/pkg/config"
 )
@@ -189,6 +191,7 @@ func TestMemoryBadOptions(t *testing.T) {
 		{"negative bytes", map[string]any{"process": "node", "critBytes": -1}, "critBytes", "at least 1 byte"},
 		{"bytes of the wrong type", map[string]any{"process": "node", "warnBytes": []any{1}}, "warnBytes", "byte size"},
 		{"unknown key", map[string]any{"process": "node", "warnMegabytes": 5}, "", "warnMegabytes"},
+		{"procRoot is not an option", map[string]any{"process": "node", "procRoot": "/host/proc"}, "", "procRoot"},
 		{"process of the wrong type", map[string]any{"process": map[string]any{"name": "node"}}, "process", ""},
 	}
 	for _, tt := range tests {
@@ -223,7 +226,6 @@ func TestMemoryOptionDefaults(t *testing.T) {
 		{"crit percent only", map[string]any{"process": "node", "critPercent": "90%"}, 0, 0, 0, 90, "node", "/proc"},
 		{"empty strings are unset", map[string]any{"process": " node ", "warnBytes": "", "critPercent": " "}, 0, 0, defaultWarnPercent, defaultCritPercent, "node", "/proc"},
 		{"numbers as strings", map[string]any{"process": "node", "warnBytes": "1000", "critBytes": 2000.0, "warnPercent": "50"}, 1000, 2000, 50, 0, "node", "/proc"},
-		{"procRoot", map[string]any{"process": "node", "procRoot": "/host/proc"}, 0, 0, 80, 95, "node", "/host/proc"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -427,6 +429,46 @@ func TestMemoryPidFileProblems(t *testing.T) {
 
 func memStrPtr(s string) *string { return &s }
 
+// A pid file that is a FIFO, a device or huge is refused at once, naming the path: the check never
+// blocks on it nor reads it without end.
+func TestMemoryPidFileNotRegular(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "app.pid")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Skipf("mkfifo: %v", err)
+	}
+	big := filepath.Join(dir, "big.pid")
+	writeMemFile(t, big, strings.Repeat("1", memoryMaxPidFile+1))
+	for _, tt := range []struct{ name, file, want string }{
+		{"a FIFO", fifo, "named pipe"},
+		{"/dev/zero", "/dev/zero", "character device"},
+		{"too large", big, "larger than the 4 KiB limit"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			p := newTestMemory(t, map[string]any{"pidFile": tt.file}, nil)
+			done := make(chan struct{})
+			var status Status
+			var reason string
+			go func() {
+				defer close(done)
+				res, err := p.Check(context.Background())
+				status, reason = res.Status, res.Reason
+				if err != nil {
+					status, reason = Unhealthy, err.Error()
+				}
+			}()
+			select {
+			case <-done:
+			case <-time.After(5 * time.Second):
+				t.Fatal("the check blocked on the pid file")
+			}
+			if status != Unknown || !strings.Contains(reason, tt.file) || !strings.Contains(reason, tt.want) {
+				t.Errorf("got %s %q, want unknown naming %s and saying %q", status, reason, tt.file, tt.want)
+			}
+		})
+	}
+}
+
 func TestMemoryCgroupLimit(t *testing.T) {
 	const mib = 1 << 20
 	tests := []struct {
@@ -470,8 +512,13 @@ func TestMemoryCgroupLimit(t *testing.T) {
 			rssMiB: 960, want: Healthy, wantNote: "no memory limit set",
 		},
 		{
-			name: "no limit readable", cgroup: "0::/app\n",
-			rssMiB: 960, want: Healthy, wantNote: "memory limit not readable for pid 100",
+			name: "no limit readable, only percents: unknown, saying what to do", cgroup: "0::/app\n",
+			rssMiB: 960, want: Unknown, wantNote: "memory limit not readable for pid 100",
+			reason: "its memory limit is not readable and only percent thresholds are set: run the agent with the app's UID",
+		},
+		{
+			name: "no limit readable, byte thresholds: judged by bytes", cgroup: "0::/app\n",
+			rssMiB: 100, opts: map[string]any{"critBytes": "512MiB", "critPercent": 90}, want: Healthy, wantNote: "memory limit not readable for pid 100",
 		},
 		{
 			name: "the smallest ancestor limit wins", cgroup: "0::/kubepods/pod1/app\n",
@@ -503,7 +550,7 @@ func TestMemoryCgroupLimit(t *testing.T) {
 		{
 			name: "a path outside the agent's namespace is not read from its root", cgroup: "0::/../cri-containerd-app.scope\n",
 			files:  map[string]string{"cgroup/memory.max": "67108864\n"},
-			rssMiB: 100, want: Healthy, wantNote: "not readable",
+			rssMiB: 100, want: Unknown, wantNote: "not readable",
 		},
 		{
 			name: "absolute thresholds apply without a limit", cgroup: "0::/app\n",
@@ -537,11 +584,12 @@ func TestMemoryCgroupLimit(t *testing.T) {
 			for f, content := range tt.files {
 				writeMemFile(t, filepath.Join(root, f), content)
 			}
-			opts := map[string]any{"process": "node", "procRoot": procRoot}
+			opts := map[string]any{"process": "node"}
 			for k, v := range tt.opts {
 				opts[k] = v
 			}
 			p := newTestMemory(t, opts, nil)
+			p.procRoot = procRoot
 			p.cgroupRoot = filepath.Join(root, "cgroup")
 			status, reason, f := checkMemory(t, p)
 			if status != tt.want {
@@ -638,7 +686,9 @@ func TestMemoryFindByName(t *testing.T) {
 			if err := os.MkdirAll(filepath.Join(procRoot, "sys"), 0o755); err != nil {
 				t.Fatal(err)
 			}
-			p := newTestMemory(t, map[string]any{"process": tt.process, "procRoot": procRoot}, nil)
+			// No cgroup limit is readable in this fake tree: a byte threshold keeps the verdict known.
+			p := newTestMemory(t, map[string]any{"process": tt.process, "critBytes": "1TiB"}, nil)
+			p.procRoot = procRoot
 			p.cgroupRoot = filepath.Join(procRoot, "no-cgroup")
 			p.self = tt.self
 			status, reason, f := checkMemory(t, p)
@@ -655,7 +705,8 @@ func TestMemoryFindByName(t *testing.T) {
 	}
 
 	t.Run("an unreadable proc root is unknown", func(t *testing.T) {
-		p := newTestMemory(t, map[string]any{"process": "node", "procRoot": filepath.Join(t.TempDir(), "absent")}, nil)
+		p := newTestMemory(t, map[string]any{"process": "node"}, nil)
+		p.procRoot = filepath.Join(t.TempDir(), "absent")
 		if status, reason, _ := checkMemory(t, p); status != Unknown || !strings.Contains(reason, "cannot list processes") {
 			t.Errorf("got %s %q", status, reason)
 		}
@@ -685,8 +736,8 @@ func TestMemoryLegacyHeap(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			procRoot := t.TempDir()
 			fakeMemProc{pid: 10, comm: "node", rssKB: rssKB, cgroup: "0::/\n"}.write(t, procRoot)
-			p := newTestMemory(t, map[string]any{"process": "node", "procRoot": procRoot},
-				func() json.RawMessage { return tt.body })
+			p := newTestMemory(t, map[string]any{"process": "node", "critBytes": "1TiB"}, func() json.RawMessage { return tt.body })
+			p.procRoot = procRoot
 			p.cgroupRoot = filepath.Join(procRoot, "no-cgroup")
 			status, reason, f := checkMemory(t, p)
 			if status != Healthy {

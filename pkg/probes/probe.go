@@ -81,29 +81,12 @@ type ProbeFunc func(ctx context.Context) (Result, error)
 // Check calls f(ctx).
 func (f ProbeFunc) Check(ctx context.Context) (Result, error) { return f(ctx) }
 
-// ConfigInfo describes the loaded config, for the `config` kind.
-type ConfigInfo struct {
-	Source     string    `json:"source"`
-	SHA256     string    `json:"sha256"`
-	LoadedAt   time.Time `json:"loadedAt"`
-	LastReload Reload    `json:"lastReload"`
-}
-
-// Reload is the outcome of the last reload attempt.
-type Reload struct {
-	At      time.Time `json:"at,omitzero"`
-	Success bool      `json:"success"`
-	Error   string    `json:"error,omitempty"`
-}
-
 // Env is what the agent lends to probes: all of it is optional.
 type Env struct {
 	// LookupEnv reads an environment variable (os.LookupEnv when nil). Secrets are resolved through it
 	// at each check, so a rotated or late secret is picked up.
 	LookupEnv func(string) (string, bool)
 	Logger    *slog.Logger
-	// ConfigInfo reports the loaded config, for the `config` kind.
-	ConfigInfo func() ConfigInfo
 	// LegacyBody returns the latest JSON body kept by the legacy http probe (nil when none).
 	LegacyBody func() json.RawMessage
 	// Secrets is the agent's set of resolved secret values (may be nil). A kind adds every secret it

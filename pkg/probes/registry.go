@@ -14,7 +14,6 @@ import (
 var Kinds = Registry{
 	"http":   {New: newHTTP},
 	"tcp":    {New: newTCP},
-	"config": {New: newConfig, Local: true},
 	"cdp":    {New: newCDP},
 	"mcp":    {New: newMCP},
 	"figma":  {New: newFigma},
@@ -61,4 +60,27 @@ func (r Registry) CheckProbe(p *config.Probe) (local bool, warnings []string, er
 		warnings = w.Warnings()
 	}
 	return k.Local, warnings, err
+}
+
+// Targeter is implemented by probes that connect to network addresses. Config validation uses it (via
+// Registry.ProbeTargets) to refuse a critical probe aimed at the agent's own port.
+type Targeter interface {
+	// Targets lists the host:port addresses the probe connects to, each with the option naming it.
+	Targets() []config.Target
+}
+
+// ProbeTargets implements config.TargetLister: where p's probe connects, or nothing when its kind
+// connects nowhere (memory, config) or its options do not build.
+func (r Registry) ProbeTargets(p *config.Probe) []config.Target {
+	if _, ok := r[p.Kind]; !ok {
+		return nil
+	}
+	pr, err := r.Build(p, Env{})
+	if err != nil {
+		return nil
+	}
+	if t, ok := pr.(Targeter); ok {
+		return t.Targets()
+	}
+	return nil
 }

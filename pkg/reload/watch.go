@@ -11,13 +11,13 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
+
+	"github.com/health-agent/health-agent/pkg/config"
 )
 
 // ErrNoPath is returned by Watch when it is given no file to watch.
@@ -141,11 +141,13 @@ func Watch(ctx context.Context, path string, notify func(), opts Options) error 
 	}
 }
 
-// fileSum is the sha256 of path's content, following symlinks as a reload's read does.
+// fileSum is the sha256 of path's content, read as a reload reads it (config.ReadFile: symlinks
+// followed, regular files only, at most config.MaxConfigBytes), so a FIFO or a device put in the
+// config's place can neither block the watcher nor make it read without end.
 func fileSum(path string) ([]byte, error) {
-	b, err := os.ReadFile(path)
+	b, err := config.ReadFile(path, config.MaxConfigBytes)
 	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
+		return nil, err
 	}
 	sum := sha256.Sum256(b)
 	return sum[:], nil

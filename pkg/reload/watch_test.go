@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -323,6 +324,25 @@ func TestWatchErrors(t *testing.T) {
 			t.Errorf("the poll saw %d changes, want 1", n)
 		}
 	})
+}
+
+// A FIFO (or a device) in the config file's place can neither block the watcher nor be taken for
+// content: it is passed over, and the regular file that replaces it is seen.
+func TestWatchFIFO(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "agent.yaml")
+	if err := syscall.Mkfifo(path, 0o644); err != nil {
+		t.Skipf("mkfifo: %v", err)
+	}
+	// watching fails the test if the first read blocks: the watch never starts.
+	notes, rec := watching(t, path, reload.Options{Debounce: 20 * time.Millisecond, Poll: 50 * time.Millisecond})
+	rec.waitFor(t, "config file not readable yet", 1)
+	tmp := filepath.Join(dir, "agent.yaml.tmp")
+	writeFile(t, tmp, []byte("version: 1\n"))
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+	expectNote(t, notes, "a regular file replacing the FIFO")
 }
 
 func writeFile(t *testing.T, path string, b []byte) {

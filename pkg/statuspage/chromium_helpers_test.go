@@ -147,26 +147,21 @@ func (c *chromium) eval(ctx context.Context, expr string, out any) error {
 // waitFor polls a boolean expression until it is true; on timeout it fails and shows describe's value.
 func (c *chromium) waitFor(ctx context.Context, what, expr string, describe func() string) {
 	c.t.Helper()
-	deadline := time.After(60 * time.Second)
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
 	var lastErr error
-	for {
+	done := testkit.Poll(60*time.Second, func() bool {
 		var ok bool
-		if lastErr = c.eval(ctx, expr, &ok); lastErr == nil && ok {
-			return
+		lastErr = c.eval(ctx, expr, &ok)
+		return ctx.Err() != nil || lastErr == nil && ok
+	})
+	if err := ctx.Err(); err != nil {
+		c.t.Fatal(err)
+	}
+	if !done {
+		msg := fmt.Sprintf("waiting for %s: timed out (last error: %v)", what, lastErr)
+		if describe != nil {
+			msg += "\n" + describe()
 		}
-		select {
-		case <-deadline:
-			msg := fmt.Sprintf("waiting for %s: timed out (last error: %v)", what, lastErr)
-			if describe != nil {
-				msg += "\n" + describe()
-			}
-			c.t.Fatal(msg)
-		case <-ctx.Done():
-			c.t.Fatal(ctx.Err())
-		case <-tick.C:
-		}
+		c.t.Fatal(msg)
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/health-agent/health-agent/internal/testkit"
 	"github.com/health-agent/health-agent/pkg/agent"
 	"github.com/health-agent/health-agent/pkg/monitor"
 	"github.com/health-agent/health-agent/pkg/probes"
@@ -179,16 +180,10 @@ func TestChromium(t *testing.T) {
 // waitAgent waits until the agent listens and its snapshot satisfies cond.
 func waitAgent(t *testing.T, ctx context.Context, a *agent.Agent, cond func(*monitor.Snapshot) bool) {
 	t.Helper()
-	deadline := time.After(60 * time.Second)
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for a.Addr() == "" || !cond(a.Monitor().Snapshot()) {
-		select {
-		case <-deadline:
-			t.Fatalf("agent not ready: addr %q, overall %s", a.Addr(), a.Monitor().Snapshot().Overall)
-		case <-ctx.Done():
-			t.Fatal(ctx.Err())
-		case <-tick.C:
-		}
+	testkit.Eventually(t, 60*time.Second, func() bool {
+		return ctx.Err() != nil || a.Addr() != "" && cond(a.Monitor().Snapshot())
+	}, "the agent ready")
+	if err := ctx.Err(); err != nil {
+		t.Fatal(err)
 	}
 }

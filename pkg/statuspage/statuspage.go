@@ -11,7 +11,6 @@ package statuspage
 import (
 	"bytes"
 	"crypto/sha256"
-	"crypto/subtle"
 	"embed"
 	"encoding/hex"
 	"fmt"
@@ -21,6 +20,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/health-agent/health-agent/pkg/api"
 	"github.com/health-agent/health-agent/pkg/breakers"
 	"github.com/health-agent/health-agent/pkg/monitor"
 	"github.com/health-agent/health-agent/pkg/probes"
@@ -157,14 +157,7 @@ func matches(header, etag string) bool {
 
 // authorized reports whether r may see the details: no token is configured, or r carries it.
 func (p *Page) authorized(r *http.Request) bool {
-	token := p.opts.Token()
-	if token == "" {
-		return true
-	}
-	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	want := sha256.Sum256([]byte(token))
-	have := sha256.Sum256([]byte(strings.TrimSpace(got)))
-	return ok && subtle.ConstantTimeCompare(want[:], have[:]) == 1
+	return api.Authorized(r, p.opts.Token())
 }
 
 // The view model: everything the template shows, already formatted, so that the template stays dumb.
@@ -282,7 +275,7 @@ func (p *Page) view(s *monitor.Snapshot, full bool) view {
 	}
 	c := s.Config
 	v.Config = configView{Source: c.Source, SHA256: c.SHA256, ReloadOK: c.LastReload.Success, ReloadError: c.LastReload.Error,
-		NoReload: c.LastReload == (probes.Reload{})}
+		NoReload: c.LastReload == (monitor.Reload{})}
 	if len(v.Config.SHA256) > 12 {
 		v.Config.SHA256 = v.Config.SHA256[:12]
 	}

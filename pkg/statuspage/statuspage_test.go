@@ -58,8 +58,8 @@ func snapshot() *monitor.Snapshot {
 					{At: now.Add(-time.Second), Outcome: "rejected", Error: "breaker open"}}},
 			{Name: "figma-api", State: breakers.Closed, Probes: []string{"figmaApi"}},
 		},
-		Config: probes.ConfigInfo{Source: "/etc/agent/agent.yaml", SHA256: "0123456789abcdef0123", LoadedAt: now.Add(-time.Hour),
-			LastReload: probes.Reload{At: now.Add(-time.Minute), Error: hostileReload}},
+		Config: monitor.ConfigInfo{Source: "/etc/agent/agent.yaml", SHA256: "0123456789abcdef0123", LoadedAt: now.Add(-time.Hour),
+			LastReload: monitor.Reload{At: now.Add(-time.Minute), Error: hostileReload}},
 	}
 }
 

@@ -41,7 +41,7 @@ const (
 	within = 30 * time.Second
 )
 
-// TestLocalDemo is the README's local demo, automated: every dependency up and healthy, then each one
+// TestLocalDemo is the local demo of examples/demo/README.md, automated: every dependency up and healthy, then each one
 // taken down and brought back, with the probe, its breaker, the overall status and readiness checked
 // at each step.
 func TestLocalDemo(t *testing.T) {

@@ -95,7 +95,7 @@ func TestFaultModes(t *testing.T) {
 				if r := h.get("/livez"); r.code != 200 {
 					t.Errorf("/livez %d while a dependency fails: liveness must not depend on it", r.code)
 				}
-				if r := h.get("/readyz?verbose"); !strings.Contains(r.body, "[-]dep failed: unhealthy") {
+				if r := h.detail("/readyz?verbose"); !strings.Contains(r.body, "[-]dep failed: unhealthy") {
 					t.Errorf("/readyz?verbose does not name the failing probe: %q", r.body)
 				}
 				t.Logf("%s", v)
@@ -160,7 +160,7 @@ func TestNonCriticalFaultDegrades(t *testing.T) {
 			v.healthCode == 200 && v.readyz == 200
 	})
 	t.Logf("%s", v)
-	if r := h.get("/readyz?verbose"); r.code != 200 || !strings.Contains(r.body, "[+]extra ok (non-critical, unhealthy") {
+	if r := h.detail("/readyz?verbose"); r.code != 200 || !strings.Contains(r.body, "[+]extra ok (non-critical, unhealthy") {
 		t.Errorf("/readyz?verbose: %d %q", r.code, r.body)
 	}
 	assertResponsive(t, "non-critical hang", s.finish(), 50)

@@ -265,7 +265,7 @@ func (h *harness) get(path string, hdr ...string) reply {
 	return r
 }
 
-// detail GETs a token-protected endpoint with the token.
+// detail GETs a token-protected endpoint, or a kube endpoint whose reasons it wants, with the token.
 func (h *harness) detail(path string) reply {
 	h.t.Helper()
 	if h.token == "" {

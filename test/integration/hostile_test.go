@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"net"
@@ -12,26 +11,23 @@ import (
 	"time"
 
 	"github.com/health-agent/health-agent/internal/chaos"
+	"github.com/health-agent/health-agent/pkg/api"
 )
 
-// hostileConfig sets tight server limits, so that slow and oversized clients meet them quickly.
+// hostileConfig is an agent with one healthy dependency; the server's limits are the fixed ones of
+// pkg/api.
 const hostileConfig = `
 server:
   shutdownDelay: 0s
   detailsToken: "${DETAILS_TOKEN}"
-  readHeaderTimeout: 500ms
-  readTimeout: 1s
-  writeTimeout: 2s
-  idleTimeout: 1s
-  maxHeaderBytes: 4096
 defaults: { interval: 100ms, timeout: 250ms }
 probes:
   - { name: dep, kind: http, critical: true, url: "%s/health" }
 `
 
-// TestSlowLoris opens 64 connections that send a request's headers one byte every 50ms, and one idle
-// keep-alive connection. The server cuts each at its readHeaderTimeout / idleTimeout, and other clients
-// are answered fast all along.
+// TestSlowLoris opens 64 connections that send a request's headers one byte every 50ms. The server cuts
+// each at its readHeaderTimeout, and other clients are answered fast all along. (Idle keep-alive
+// connections: connections_test.go.)
 func TestSlowLoris(t *testing.T) {
 	dep := startChaos(t, chaos.Healthy())
 	h := startAgent(t, setup{config: fmt.Sprintf(hostileConfig, dep.URL())})
@@ -40,7 +36,7 @@ func TestSlowLoris(t *testing.T) {
 	s := h.sample("/readyz", "/api/health")
 
 	const conns = 64
-	const readHeaderTimeout, idleTimeout = 500 * time.Millisecond, time.Second
+	const readHeaderTimeout = api.ReadHeaderTimeout
 	const slack = 4 * time.Second // a loaded machine may be late to cut; a missing timeout would hold forever
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -94,32 +90,6 @@ func TestSlowLoris(t *testing.T) {
 		})
 	}
 
-	// An idle keep-alive connection is closed after idleTimeout.
-	wg.Go(func() {
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			report("dial: %v", err)
-			return
-		}
-		defer c.Close()
-		if _, err := io.WriteString(c, "GET /livez HTTP/1.1\r\nHost: agent\r\n\r\n"); err != nil {
-			report("write: %v", err)
-			return
-		}
-		br := bufio.NewReader(c)
-		resp, err := http.ReadResponse(br, nil)
-		if err != nil {
-			report("idle connection: %v", err)
-			return
-		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		idle := time.Now()
-		_ = c.SetReadDeadline(time.Now().Add(idleTimeout + slack))
-		if _, err := br.ReadByte(); err != io.EOF {
-			report("idle connection: want EOF from the server after idleTimeout, got %v after %s", err, time.Since(idle))
-		}
-	})
 	wg.Wait()
 
 	for _, p := range problems {
@@ -136,16 +106,16 @@ func TestSlowLoris(t *testing.T) {
 	assertResponsive(t, "during the slow-loris", s.finish(), 50)
 }
 
-// TestOversizedHeaders: headers beyond server.maxHeaderBytes get 431 (net/http allows 4 KiB of slack
-// over the configured limit), a request within it is served, and the agent keeps answering others.
+// TestOversizedHeaders: headers beyond api.MaxHeaderBytes (16 KiB) get 431 (net/http allows 4 KiB of
+// slack over it), a request within it is served, and the agent keeps answering others.
 func TestOversizedHeaders(t *testing.T) {
 	dep := startChaos(t, chaos.Healthy())
 	h := startAgent(t, setup{config: fmt.Sprintf(hostileConfig, dep.URL())})
 	h.waitView("dep", "ready", func(v view) bool { return v.readyz == 200 })
 	s := h.sample("/readyz", "/api/health")
 
-	many := make([]string, 0, 400)
-	for i := range 200 {
+	many := make([]string, 0, 800)
+	for i := range 400 {
 		many = append(many, fmt.Sprintf("X-H%d", i), strings.Repeat("v", 60))
 	}
 	tests := []struct {
@@ -154,11 +124,11 @@ func TestOversizedHeaders(t *testing.T) {
 		hdr  []string
 		want int
 	}{
-		{"within the limit", "/readyz", []string{"X-Pad", strings.Repeat("a", 3000)}, 200},
-		{"one huge header", "/readyz", []string{"X-Pad", strings.Repeat("a", 16<<10)}, 431},
+		{"within the limit", "/readyz", []string{"X-Pad", strings.Repeat("a", 12<<10)}, 200},
+		{"one huge header", "/readyz", []string{"X-Pad", strings.Repeat("a", 24<<10)}, 431},
 		{"many headers", "/api/health", many, 431},
 		{"huge cookie", "/api/health/detailed", []string{"Cookie", "c=" + strings.Repeat("b", 32<<10)}, 431},
-		{"huge query", "/readyz?exclude=" + strings.Repeat("x", 16<<10), nil, 431},
+		{"huge query", "/readyz?exclude=" + strings.Repeat("x", 24<<10), nil, 431},
 	}
 	for range 20 { // repeated, to be sure nothing accumulates
 		for _, tt := range tests {

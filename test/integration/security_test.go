@@ -90,7 +90,7 @@ func TestNoSecretLeaks(t *testing.T) {
 	if hs := figmaEcho.Headers(); len(hs) == 0 || hs[len(hs)-1].Get("X-Figma-Token") != figma.value {
 		t.Fatal("the Figma stand-in never received the token")
 	}
-	if r := h.get("/readyz/browserPool?verbose"); !strings.Contains(r.body, "bad token [redacted]") {
+	if r := h.detail("/readyz/browserPool?verbose"); !strings.Contains(r.body, "bad token [redacted]") {
 		t.Errorf("/readyz/browserPool?verbose does not show the echoed token redacted: %q", r.body)
 	}
 
@@ -98,7 +98,7 @@ func TestNoSecretLeaks(t *testing.T) {
 	if got := dig(legacy, "authorization"); got != "[redacted]" {
 		t.Errorf("data.legacy.authorization = %v, want the echoed header redacted", got)
 	}
-	if r := h.get("/readyz/echo?verbose"); !strings.Contains(r.body, `json authorization = "[redacted]"`) {
+	if r := h.detail("/readyz/echo?verbose"); !strings.Contains(r.body, `json authorization = "[redacted]"`) {
 		t.Errorf("/readyz/echo?verbose does not show the redacted value: %q", r.body)
 	}
 
@@ -108,6 +108,7 @@ func TestNoSecretLeaks(t *testing.T) {
 	}
 	for _, p := range paths {
 		h.get(p)
+		h.detail(p) // with the token the kube endpoints show the reasons: they must be clean too
 	}
 	for _, p := range []string{"/api/health/detailed", "/api/health/circuit-breakers", "/metrics"} {
 		h.detail(p)

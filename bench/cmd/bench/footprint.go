@@ -35,10 +35,6 @@ type binaries struct {
 // deploy/k8s/image_test.go checks the Dockerfile's.
 var imageFlags = []string{"-tags", "nomsgpack", "-trimpath", "-ldflags", "-s -w"}
 
-// keepStartupPages is the environment of an agent that keeps its start-up pages mapped in
-// (cmd/agent releases them after the first round of probes unless told not to).
-const keepStartupPages = "HEALTH_AGENT_KEEP_STARTUP_PAGES=1"
-
 func buildAgent(ctx context.Context, repo, tmp string) (binaries, error) {
 	b := binaries{Plain: filepath.Join(tmp, "agent-plain"), Image: filepath.Join(tmp, "agent"),
 		WithMsgpack: filepath.Join(tmp, "agent-msgpack"), Floor: filepath.Join(tmp, "dialfloor"), Sizes: map[string]int64{}}
@@ -295,11 +291,10 @@ type footprint struct {
 
 // startFootprint starts one agent process per config.
 func startFootprint(p *params, bin binaries, world *defaultWorld, counts []int) (*footprint, error) {
-	// The image as it is, then without its last two memory steps one at a time: what each buys.
+	// The image as it is, then without `-tags nomsgpack`: what that buys.
 	f := &footprint{cfgs: []footprintConfig{
 		{name: "default config", def: true, bin: bin.Image},
-		{name: "default config, start-up pages kept", bin: bin.Image, env: []string{keepStartupPages}},
-		{name: "default config, start-up pages kept, without `-tags nomsgpack`", bin: bin.WithMsgpack, env: []string{keepStartupPages}},
+		{name: "default config, without `-tags nomsgpack`", bin: bin.WithMsgpack},
 	}}
 	type variant struct {
 		n    int

@@ -42,13 +42,15 @@ func (r *report) verdicts() []verdict {
 		switch {
 		case row.Floor:
 		case row.Default:
-			out = append(out, verdict{Target: "idle RSS <= 20 MiB, " + row.Config,
-				Measured: fmt.Sprintf("%.1f MiB (anon %.1f + file %.1f; peak %.1f MiB)", mib(row.RSSKiB), mib(row.AnonKiB), mib(row.FileKiB), mib(row.HWMKiB)),
-				Pass:     mib(row.RSSKiB) <= 20})
+			// Private memory is what the pod pays for per agent: the binary's file pages are shared and
+			// reclaimable (bench/scripts/memory.sh measures the kubelet's working set).
+			out = append(out, verdict{Target: "idle private memory (RssAnon) <= 8 MiB, " + row.Config,
+				Measured: fmt.Sprintf("%.1f MiB (RSS %.1f = anon %.1f + file %.1f; peak %.1f MiB)", mib(row.AnonKiB), mib(row.RSSKiB), mib(row.AnonKiB), mib(row.FileKiB), mib(row.HWMKiB)),
+				Pass:     mib(row.AnonKiB) <= 8})
 		case row.Probes == 1000 && !row.GOGC100:
-			out = append(out, verdict{Target: "idle RSS <= 64 MiB, 1,000 probes",
-				Measured: fmt.Sprintf("%.1f MiB (anon %.1f + file %.1f; peak %.1f MiB)", mib(row.RSSKiB), mib(row.AnonKiB), mib(row.FileKiB), mib(row.HWMKiB)),
-				Pass:     mib(row.RSSKiB) <= 64})
+			out = append(out, verdict{Target: "idle private memory (RssAnon) <= 48 MiB, 1,000 probes",
+				Measured: fmt.Sprintf("%.1f MiB (RSS %.1f = anon %.1f + file %.1f; peak %.1f MiB)", mib(row.AnonKiB), mib(row.RSSKiB), mib(row.AnonKiB), mib(row.FileKiB), mib(row.HWMKiB)),
+				Pass:     mib(row.AnonKiB) <= 48})
 		case row.Probes == 100 && !row.GOGC100:
 			measured := fmt.Sprintf("%.2f%% over %s", row.CPUPercent, row.Window.Round(time.Second))
 			if floor > 0 {

@@ -19,7 +19,6 @@ import (
 
 	"github.com/health-agent/health-agent/pkg/agent"
 	"github.com/health-agent/health-agent/pkg/api"
-	"github.com/health-agent/health-agent/pkg/config"
 )
 
 // probeConfig is an agent config with n critical tcp probes spread over deps, every one at interval
@@ -56,12 +55,7 @@ func serve(h http.Handler) (*served, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listen: %w", err)
 	}
-	cfg := config.Server{
-		ReadHeaderTimeout: config.DefaultReadHeaderTimeout, ReadTimeout: config.DefaultReadTimeout,
-		WriteTimeout: config.DefaultWriteTimeout, IdleTimeout: config.DefaultIdleTimeout,
-		MaxHeaderBytes: config.DefaultMaxHeaderBytes,
-	}
-	s := &served{srv: api.NewServer(cfg, h, nil), base: "http://" + ln.Addr().String(), done: make(chan struct{})}
+	s := &served{srv: api.NewServer("", h, nil), base: "http://" + ln.Addr().String(), done: make(chan struct{})}
 	go func() {
 		defer close(s.done)
 		_ = s.srv.Serve(ln)
