@@ -35,6 +35,7 @@ func (a *Agent) newEgress(cfg *config.Config) (*egressListener, error) {
 		Registerer: a.opts.Registerer,
 		Logger:     a.log.With("component", "egress"),
 		LookupEnv:  a.opts.LookupEnv,
+		Secrets:    a.secrets,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("egress: %w", err)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/health-agent/health-agent/pkg/breakers"
 	"github.com/health-agent/health-agent/pkg/config"
+	"github.com/health-agent/health-agent/pkg/redact"
 )
 
 // upstream is a real HTTP server that counts its requests and answers with handler.
@@ -63,6 +64,7 @@ type harness struct {
 	breakers *breakers.Registry
 	metrics  *prometheus.Registry
 	cfg      *config.Config
+	secrets  *redact.Secrets
 }
 
 // breakerPolicy opens after 2 failures in a window of 2 and stays open long enough for any test.
@@ -73,9 +75,9 @@ func newHarness(t *testing.T, env map[string]string, routes ...config.EgressRout
 	pol := config.DefaultPolicy()
 	pol.Breaker = breakerPolicy
 	h := &harness{breakers: breakers.NewRegistry(nil, nil), metrics: prometheus.NewRegistry(),
-		cfg: &config.Config{Defaults: pol, Egress: &config.Egress{Routes: routes}}}
+		cfg: &config.Config{Defaults: pol, Egress: &config.Egress{Routes: routes}}, secrets: &redact.Secrets{}}
 	h.breakers.Sync(h.cfg)
-	p, err := New(h.cfg.Egress, Options{Breakers: h.breakers.Get, Registerer: h.metrics, LookupEnv: func(k string) (string, bool) {
+	p, err := New(h.cfg.Egress, Options{Breakers: h.breakers.Get, Registerer: h.metrics, Secrets: h.secrets, LookupEnv: func(k string) (string, bool) {
 		v, ok := env[k]
 		return v, ok
 	}})

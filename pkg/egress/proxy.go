@@ -42,6 +42,9 @@ type Options struct {
 	Logger     *slog.Logger
 	// LookupEnv resolves the routes' {env: …} headers (default os.LookupEnv).
 	LookupEnv func(string) (string, bool)
+	// Secrets is the agent's set of resolved secrets: the proxy adds the header secrets it injects, so
+	// that no text the agent keeps or shows holds them, and hides the set's values in its own answers.
+	Secrets *redact.Secrets
 }
 
 // Proxy serves the egress routes. Safe for concurrent use; Update swaps the routes in place.

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -51,6 +52,9 @@ func TestForwardsOnTheRoute(t *testing.T) {
 	}
 	if v := resp.Header.Get("X-Echo"); v != "" {
 		t.Errorf("a response header echoing the injected secret reached the app")
+	}
+	if !slices.Contains(h.secrets.List(), token) {
+		t.Error("the injected secret was not added to the agent's set, which hides it from every text kept")
 	}
 	if loc := resp.Header.Get("Location"); loc != h.srv.URL+"/figma/v1/next?page=2" {
 		t.Errorf("Location = %q, want it back through the proxy", loc)

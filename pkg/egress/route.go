@@ -31,18 +31,20 @@ type route struct {
 	up      *url.URL
 	upPath  string // the upstream's path without a trailing "/"
 	upRaw   string // the same, escaped
-	headers []header
+	headers []*header
 
 	transport *http.Transport
 	proxy     *httputil.ReverseProxy
 
 	limitedUntil atomic.Int64 // unix nanoseconds until which an upstream 429's Retry-After runs
 	traffic      *traffic
+	secrets      *redact.Secrets // the agent's set, hidden from the texts the route shows
 }
 
 type header struct {
 	name  string // canonical
 	value config.Value
+	known atomic.Pointer[string] // the last value added to Options.Secrets (a rotation adds the new one)
 }
 
 func (p *Proxy) newRoute(rc config.EgressRoute) (*route, error) {
@@ -66,9 +68,10 @@ func (p *Proxy) newRoute(rc config.EgressRoute) (*route, error) {
 		upPath:  strings.TrimSuffix(up.Path, "/"),
 		upRaw:   strings.TrimSuffix(up.EscapedPath(), "/"),
 		traffic: newTraffic(),
+		secrets: p.opts.Secrets,
 	}
 	for name, v := range rc.Headers {
-		r.headers = append(r.headers, header{name: textproto.CanonicalMIMEHeaderKey(name), value: v})
+		r.headers = append(r.headers, &header{name: textproto.CanonicalMIMEHeaderKey(name), value: v})
 	}
 	dialer := &net.Dialer{Timeout: rc.Timeout, KeepAlive: 30 * time.Second}
 	r.transport = &http.Transport{
@@ -127,9 +130,11 @@ func (p *Proxy) serveRoute(w http.ResponseWriter, r *http.Request, rt *route, re
 		}
 		values[i] = v
 		if h.value.IsSecret() {
-			x.secrets = append(x.secrets, v)
-			if raw := strings.TrimPrefix(v, h.value.Prefix); raw != v {
-				x.secrets = append(x.secrets, raw)
+			raw := strings.TrimPrefix(v, h.value.Prefix)
+			x.secrets = append(x.secrets, v, raw)
+			if k := h.known.Load(); k == nil || *k != v {
+				p.opts.Secrets.Add(v, raw)
+				h.known.Store(&v)
 			}
 		}
 	}
@@ -140,7 +145,8 @@ func (p *Proxy) serveRoute(w http.ResponseWriter, r *http.Request, rt *route, re
 		if errors.As(err, &rej) {
 			w.Header().Set("Retry-After", retryAfterSeconds(rej.RetryIn))
 			x.code, x.rejected = http.StatusServiceUnavailable, "circuit_open"
-			writeError(w, x.code, apiError{Code: "circuit_open", Message: rej.Error(), Breaker: rt.breaker, Cause: rej.Cause})
+			writeError(w, x.code, apiError{Code: "circuit_open", Message: p.opts.Secrets.Text(rej.Error()), Breaker: rt.breaker,
+				Cause: p.opts.Secrets.Text(rej.Cause)})
 			return
 		}
 		x.call = call
@@ -246,7 +252,7 @@ func (rt *route) errorHandler(w http.ResponseWriter, r *http.Request, err error)
 		x.code = http.StatusBadGateway
 	}
 	e := apiError{Code: "upstream_unreachable", Breaker: rt.breaker,
-		Message: fmt.Sprintf("egress route %q: the upstream did not answer: %s", rt.cfg.Name, describeError(err))}
+		Message: fmt.Sprintf("egress route %q: the upstream did not answer: %s", rt.cfg.Name, rt.secrets.Text(describeError(err)))}
 	if x.timedOut.Load() {
 		e.Code = "upstream_timeout"
 		e.Message = fmt.Sprintf("egress route %q: no answer from the upstream within %s", rt.cfg.Name, rt.cfg.Timeout)
@@ -292,7 +298,7 @@ func (t *upstreamTransport) RoundTrip(req *http.Request) (*http.Response, error)
 		case x.timedOut.Load():
 			x.fail(fmt.Errorf("no response headers within %s", rt.cfg.Timeout))
 		default:
-			x.fail(errors.New(describeError(err)))
+			x.fail(errors.New(rt.secrets.Text(describeError(err))))
 		}
 		return nil, err
 	}
