@@ -2,6 +2,7 @@ package integration
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -358,4 +360,52 @@ func procStatus(t *testing.T, pid int, field string) int64 {
 	}
 	t.Fatalf("no %s in /proc/%d/status", field, pid)
 	return 0
+}
+
+// TestEgressSecretsStayOnTheirRoute injects a token on one route and checks that it reaches that
+// route's upstream only, and appears in no answer of the proxy (failures and breaker rejections
+// included), no log line and no metric.
+func TestEgressSecretsStayOnTheirRoute(t *testing.T) {
+	token := newSecret("figmaToken")
+	figma := startChaos(t, chaos.Failing(500))
+	other := startChaos(t, chaos.Healthy())
+	routes := fmt.Sprintf(`    - {name: figma, prefix: /figma/, upstream: %q, breaker: figma-api, retry: {maxRetries: 0},
+       headers: {X-Figma-Token: {env: FIGMA_TOKEN}, Authorization: {env: FIGMA_TOKEN, prefix: "Bearer "}}}
+    - {name: other, prefix: /other/, upstream: %q}
+`, figma.URL(), other.URL())
+	h := startAgent(t, setup{config: fmt.Sprintf(egressConfig, other.Addr(), routes),
+		env: map[string]string{"FIGMA_TOKEN": token.value}, secrets: []secret{token}})
+	base := egressBase(h)
+	get := func(path string) int {
+		t.Helper()
+		resp, err := h.client.Get(base + path)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		var head bytes.Buffer
+		_ = resp.Header.Write(&head)
+		_, _ = h.wire.Write(append(head.Bytes(), b...)) // scanned for the token
+		return resp.StatusCode
+	}
+	codes := []int{get("/figma/v1/files/a"), get("/figma/v1/files/a"), get("/figma/v1/files/a"), get("/other/x")}
+	if want := []int{500, 500, 503, 200}; !slices.Equal(codes, want) {
+		t.Errorf("answers %v, want %v (two failures open the breaker)", codes, want)
+	}
+	for _, hdr := range figma.Headers() {
+		if hdr.Get("X-Figma-Token") != token.value || hdr.Get("Authorization") != "Bearer "+token.value {
+			t.Error("the figma route's upstream did not get the injected token")
+		}
+	}
+	for _, hdr := range other.Headers() {
+		var all bytes.Buffer
+		_ = hdr.Write(&all)
+		if token.leaks(all.Bytes()) {
+			t.Error("the other route's upstream got the figma token")
+		}
+	}
+	_ = h.detail("/metrics")
+	_ = h.detail("/api/health/circuit-breakers")
+	_ = h.detail("/api/health/detailed")
 }
