@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/health-agent/health-agent/pkg/config"
@@ -18,7 +19,7 @@ type egressListener struct {
 	proxy  *egress.Proxy
 	server *http.Server
 	listen string // as started: a reload that changes it is applied at the next restart
-	addr   string
+	addr   atomic.Pointer[string]
 	// stopRequests ends the requests still running at shutdown, upgraded websockets included (the
 	// server's Shutdown does not track those).
 	stopRequests context.CancelFunc
@@ -54,13 +55,14 @@ func (a *Agent) startEgress() error {
 	if err != nil {
 		return fmt.Errorf("egress listen: %w", err)
 	}
-	e.addr = ln.Addr().String()
+	addr := ln.Addr().String()
+	e.addr.Store(&addr)
 	base, cancel := context.WithCancel(context.Background())
 	e.stopRequests = cancel
 	e.server.BaseContext = func(net.Listener) context.Context { return base }
 	e.done = make(chan error, 1)
 	go func() { e.done <- e.server.Serve(ln) }()
-	a.log.Info("egress proxy serving", "addr", e.addr, "routes", len(a.current.Load().Config.Egress.Routes))
+	a.log.Info("egress proxy serving", "addr", addr, "routes", len(a.current.Load().Config.Egress.Routes))
 	return nil
 }
 
@@ -110,7 +112,10 @@ func (a *Agent) EgressAddr() string {
 	if a.egress == nil {
 		return ""
 	}
-	return a.egress.addr
+	if p := a.egress.addr.Load(); p != nil {
+		return *p
+	}
+	return ""
 }
 
 // EgressTraffic returns each egress route's real traffic over the last minute; nil when egress is off.
