@@ -31,7 +31,7 @@ func TestBadConfigMatrix(t *testing.T) {
 			"yaml: line 1: did not find expected ',' or '}'",
 		}},
 		{"unknown top-level key", "nope: 1\nprobes: [{name: a, kind: tcp, address: \"127.0.0.1:1\"}]\n", []string{
-			"nope: unknown key (valid keys: server, scheduler, defaults, probes)",
+			"nope: unknown key (valid keys: server, scheduler, defaults, probes, egress)",
 		}},
 		{"no probes", "server: { listen: \":0\" }\n", []string{
 			"probes: at least one probe is required",
