@@ -329,10 +329,13 @@ func (rt *route) roundTrip(ctx context.Context, req *http.Request, deadline time
 	safe := (req.Method == http.MethodGet || req.Method == http.MethodHead || req.Method == http.MethodOptions) &&
 		(req.Body == nil || req.Body == http.NoBody) && req.Header.Get("Upgrade") == ""
 	for attempt := 0; ; attempt++ {
+		if !safe || attempt >= pol.MaxRetries {
+			return rt.transport.RoundTrip(req.WithContext(ctx)) // no retry can follow: no trace needed
+		}
 		var wrote atomic.Bool
 		trace := &httptrace.ClientTrace{WroteHeaderField: func(string, []string) { wrote.Store(true) }}
 		resp, err := rt.transport.RoundTrip(req.WithContext(httptrace.WithClientTrace(ctx, trace)))
-		if !safe || attempt >= pol.MaxRetries || ctx.Err() != nil {
+		if ctx.Err() != nil {
 			return resp, err
 		}
 		if err != nil && wrote.Load() || err == nil && !retryStatus(resp.StatusCode) {
