@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -39,6 +40,7 @@ type route struct {
 	limitedUntil atomic.Int64 // unix nanoseconds until which an upstream 429's Retry-After runs
 	traffic      *traffic
 	secrets      *redact.Secrets // the agent's set, hidden from the texts the route shows
+	log          *slog.Logger
 }
 
 type header struct {
@@ -69,6 +71,7 @@ func (p *Proxy) newRoute(rc config.EgressRoute) (*route, error) {
 		upRaw:   strings.TrimSuffix(up.EscapedPath(), "/"),
 		traffic: newTraffic(),
 		secrets: p.opts.Secrets,
+		log:     p.log,
 	}
 	for name, v := range rc.Headers {
 		r.headers = append(r.headers, &header{name: textproto.CanonicalMIMEHeaderKey(name), value: v})
@@ -314,6 +317,8 @@ func (t *upstreamTransport) RoundTrip(req *http.Request) (*http.Response, error)
 	case resp.StatusCode == http.StatusTooManyRequests:
 		if wait := min(RetryAfter(resp.Header, time.Now()), MaxRateLimit); wait > 0 {
 			rt.limitedUntil.Store(time.Now().Add(wait).UnixNano())
+			rt.log.Info("egress route rate limited by its upstream: the agent answers its calls with 429 meanwhile",
+				"route", rt.cfg.Name, "retry_after", wait)
 		}
 		x.succeed()
 	default:
