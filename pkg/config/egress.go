@@ -8,7 +8,6 @@ import (
 	"net/netip"
 	"net/textproto"
 	"net/url"
-	"os"
 	"path"
 	"slices"
 	"strings"
@@ -311,11 +310,17 @@ func (v *validation) routeTLS(at string, t TLS) {
 	}
 }
 
-// LoadCAFile reads a PEM bundle into a certificate pool.
+// maxCABytes bounds a caFile: a full public bundle is about 200 KB.
+const maxCABytes = 1 << 20
+
+// LoadCAFile reads a PEM bundle (at most 1 MiB) into a certificate pool.
 func LoadCAFile(file string) (*x509.CertPool, error) {
-	pem, err := os.ReadFile(file)
+	pem, err := ReadFile(file, maxCABytes)
 	if err != nil {
-		return nil, fmt.Errorf("cannot read %q: %w", file, errors.Unwrap(err))
+		if u := errors.Unwrap(err); u != nil {
+			err = u
+		}
+		return nil, fmt.Errorf("cannot read %q: %w", file, err)
 	}
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(pem) {
