@@ -107,7 +107,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer, lookup func(str
 		log.Warn("config warning", "warning", w)
 	}
 	tuneGC(lookup)
-	a, err := agent.New(loaded, agent.Instrumented(agent.Options{
+	a, err := agent.New(loaded, agent.WithMetricsAndStatusPage(agent.Options{
 		ConfigPath: *cfgPath, Listen: *listen, Logger: log, Version: version.String(), LookupEnv: lookup,
 	}))
 	if err != nil {

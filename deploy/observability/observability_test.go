@@ -75,7 +75,7 @@ func scrapeAgent(t *testing.T) map[string]*dto.MetricFamily {
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
-	a, err := agent.New(loaded, agent.Instrumented(agent.Options{
+	a, err := agent.New(loaded, agent.WithMetricsAndStatusPage(agent.Options{
 		ConfigPath: path, Kinds: kinds, LookupEnv: lookup, Version: "test", Tick: 20 * time.Millisecond,
 	}))
 	if err != nil {
@@ -245,7 +245,7 @@ func addEgressFamilies(fams map[string]*dto.MetricFamily) {
 
 func TestDeployAgainstScrape(t *testing.T) {
 	fams := scrapeAgent(t)
-	// The monitor's breaker calls reach /metrics through agent.Instrumented: figma-api's breaker opened
+	// The monitor's breaker calls reach /metrics through agent.WithMetricsAndStatusPage: figma-api's breaker opened
 	// after two failed executions, so the first one's call was counted before the second began.
 	var failures float64
 	for _, m := range fams["health_agent_breaker_calls_total"].GetMetric() {

@@ -14,15 +14,16 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// Checker knows the probe kinds (probes.Kinds implements it).
-type Checker interface {
+// ProbeKinds knows the probe kinds: which exist, which are local, and how each validates its options
+// (probes.Registry implements it).
+type ProbeKinds interface {
 	// CheckProbe reports whether p's kind is local (has no breaker) and validates its options. Errors
 	// are FieldErrors relative to the probe (e.g. "url: …", "kind: …"). Warnings are run-time
 	// conditions (a secret not set yet) that do not stop the agent.
 	CheckProbe(p *Probe) (local bool, warnings []string, err error)
 }
 
-// TargetLister is optionally implemented by a Checker (probes.Kinds does): where a probe connects.
+// TargetLister is optionally implemented by a ProbeKinds (probes.Registry does): where a probe connects.
 // Validation uses it to refuse a critical probe aimed at the agent's own health endpoints.
 type TargetLister interface {
 	// ProbeTargets lists the addresses p's probe connects to; nothing for a kind that connects
@@ -52,7 +53,7 @@ type Loaded struct {
 // The steps, in order: parse the YAML; expand ${VAR} references in scalar values (never in keys, and
 // an expanded value is never parsed as YAML); check every key against the schema; lay the built-in
 // defaults under the file's keys; let each probe inherit `defaults`; decode with viper; validate.
-func Load(name string, data []byte, kinds Checker, lookupEnv func(string) (string, bool)) (*Loaded, error) {
+func Load(name string, data []byte, kinds ProbeKinds, lookupEnv func(string) (string, bool)) (*Loaded, error) {
 	if lookupEnv == nil {
 		lookupEnv = os.LookupEnv
 	}
@@ -101,7 +102,7 @@ func Load(name string, data []byte, kinds Checker, lookupEnv func(string) (strin
 }
 
 // LoadFile reads path (a regular file of at most MaxConfigBytes) and calls Load.
-func LoadFile(path string, kinds Checker, lookupEnv func(string) (string, bool)) (*Loaded, error) {
+func LoadFile(path string, kinds ProbeKinds, lookupEnv func(string) (string, bool)) (*Loaded, error) {
 	data, err := ReadFile(path, MaxConfigBytes)
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)

@@ -15,7 +15,7 @@ import (
 // calls it with server.listen; a caller that overrides the listen address (--listen) calls it again
 // with the override. The error wraps ErrInvalid and joins one FieldError per target. kinds that do not
 // implement TargetLister, and a listen port of 0, check nothing.
-func (c *Config) CheckSelfTargets(kinds Checker, listen string) error {
+func (c *Config) CheckSelfTargets(kinds ProbeKinds, listen string) error {
 	tl, ok := kinds.(TargetLister)
 	if !ok {
 		return nil

@@ -82,7 +82,7 @@ probes:
 	})
 }
 
-// noTargets is a Checker that cannot tell where probes connect.
+// noTargets is a ProbeKinds that cannot tell where probes connect.
 type noTargets struct{}
 
 func (noTargets) CheckProbe(*Probe) (bool, []string, error) { return false, nil, nil }

@@ -43,7 +43,7 @@ func (v *validation) fail(path, format string, args ...any) {
 // checks each probe's kind and options through kinds (nil skips those checks) and sets Probe.Local
 // from it. A value a probe inherited from `defaults` is reported once, at `defaults`. Warnings are
 // conditions that do not stop the agent (a secret not set yet), each prefixed by its path.
-func (c *Config) Validate(kinds Checker) (warnings []string, err error) {
+func (c *Config) Validate(kinds ProbeKinds) (warnings []string, err error) {
 	v := &validation{}
 	v.server(c.Server)
 	v.scheduler(c.Scheduler)
@@ -210,7 +210,7 @@ func (p *Probe) owns(keys ...string) bool {
 	return false
 }
 
-func (v *validation) probes(c *Config, kinds Checker) {
+func (v *validation) probes(c *Config, kinds ProbeKinds) {
 	if len(c.Probes) == 0 {
 		v.fail("probes", "at least one probe is required")
 	}
@@ -262,7 +262,7 @@ func (v *validation) probes(c *Config, kinds Checker) {
 }
 
 // kind checks p's kind and options through kinds and records whether the kind is local.
-func (v *validation) kind(path string, p *Probe, kinds Checker) {
+func (v *validation) kind(path string, p *Probe, kinds ProbeKinds) {
 	if p.Kind == "" {
 		v.fail(path+".kind", "is required")
 		return

@@ -48,7 +48,7 @@ type Warner interface {
 	Warnings() []string
 }
 
-// CheckProbe implements config.Checker: it reports whether p's kind exists, whether it is local (no
+// CheckProbe implements config.ProbeKinds: it reports whether p's kind exists, whether it is local (no
 // breaker), whether its options are valid, and what it would warn about.
 func (r Registry) CheckProbe(p *config.Probe) (local bool, warnings []string, err error) {
 	k, ok := r[p.Kind]

@@ -166,7 +166,7 @@ func startAgent(t *testing.T, s setup) *harness {
 	}
 	log := slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	// As cmd/agent serves it: real metrics, the real status page.
-	a, err := agent.New(loaded, agent.Instrumented(agent.Options{
+	a, err := agent.New(loaded, agent.WithMetricsAndStatusPage(agent.Options{
 		ConfigPath: path, Listen: "127.0.0.1:0", Logger: log, Version: "test", LookupEnv: lookup,
 		Tick: 10 * time.Millisecond,
 	}))

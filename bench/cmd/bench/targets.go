@@ -83,7 +83,7 @@ func startInprocAgent(ctx context.Context, cfgPath string) (*inprocAgent, error)
 		return nil, fmt.Errorf("load %s: %w", cfgPath, err)
 	}
 	// As cmd/agent serves it: metrics hooks on the monitor, /metrics and the status page.
-	a, err := agent.New(loaded, agent.Instrumented(agent.Options{ConfigPath: cfgPath, Listen: "127.0.0.1:0",
+	a, err := agent.New(loaded, agent.WithMetricsAndStatusPage(agent.Options{ConfigPath: cfgPath, Listen: "127.0.0.1:0",
 		Logger: slog.New(slog.DiscardHandler), Version: "bench"}))
 	if err != nil {
 		return nil, err

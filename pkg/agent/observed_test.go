@@ -15,19 +15,19 @@ import (
 	"github.com/health-agent/health-agent/pkg/monitor"
 )
 
-// TestInstrumentedHooks: Instrumented gives the monitor every metrics hook, and what the hooks record
+// TestWithMetricsAndStatusPageHooks: WithMetricsAndStatusPage gives the monitor every metrics hook, and what the hooks record
 // is served on the agent's /metrics.
-func TestInstrumentedHooks(t *testing.T) {
+func TestWithMetricsAndStatusPageHooks(t *testing.T) {
 	flaky, steady := newDependency(t), newDependency(t)
 	path := filepath.Join(t.TempDir(), "agent.yaml")
 	write(t, path, fmt.Sprintf(configTmpl, "0s", flaky.URL, steady.URL, "50ms"))
 	var hooks monitor.Options
 	r := startAgentWith(t, path, func(o *Options) {
-		*o = Instrumented(*o)
+		*o = WithMetricsAndStatusPage(*o)
 		hooks = o.MonitorOptions
 	})
 	if hooks.OnExecution == nil || hooks.OnBreakerTransition == nil || hooks.OnBreakerCall == nil {
-		t.Fatalf("Instrumented left a monitor hook unset: execution %t, transition %t, call %t",
+		t.Fatalf("WithMetricsAndStatusPage left a monitor hook unset: execution %t, transition %t, call %t",
 			hooks.OnExecution != nil, hooks.OnBreakerTransition != nil, hooks.OnBreakerCall != nil)
 	}
 	hooks.OnBreakerCall("steady", breakers.OutcomeRejected)
