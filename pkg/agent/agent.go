@@ -120,6 +120,8 @@ func New(loaded *config.Loaded, opts Options) (*Agent, error) {
 		// One set for the agent's life: secrets resolved before a reload stay hidden after it.
 		mo.Secrets = &redact.Secrets{}
 	}
+	traffic := &egressTraffic{}
+	mo.Traffic = traffic.routes
 	m, err := monitor.New(loaded, mo)
 	if err != nil {
 		return nil, fmt.Errorf("build probes: %w", err)
@@ -129,6 +131,9 @@ func New(loaded *config.Loaded, opts Options) (*Agent, error) {
 	a.setToken(loaded)
 	if a.egress, err = a.newEgress(loaded.Config); err != nil {
 		return nil, err
+	}
+	if a.egress != nil {
+		traffic.proxy.Store(a.egress.proxy)
 	}
 
 	ho := api.Options{Token: a.Token, Logger: opts.Logger}

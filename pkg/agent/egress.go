@@ -11,6 +11,7 @@ import (
 
 	"github.com/health-agent/health-agent/pkg/config"
 	"github.com/health-agent/health-agent/pkg/egress"
+	"github.com/health-agent/health-agent/pkg/monitor"
 )
 
 // egressListener is the egress proxy's own listener (egress.listen), beside the health server. It
@@ -124,4 +125,24 @@ func (a *Agent) EgressTraffic() []egress.RouteTraffic {
 		return nil
 	}
 	return a.egress.proxy.Traffic()
+}
+
+// egressTraffic gives the monitor the egress proxy's per-route traffic, once the proxy exists (the
+// monitor is built first: the proxy executes through its breakers).
+type egressTraffic struct {
+	proxy atomic.Pointer[egress.Proxy]
+}
+
+func (t *egressTraffic) routes() []monitor.RouteTraffic {
+	p := t.proxy.Load()
+	if p == nil {
+		return nil
+	}
+	routes := p.Traffic()
+	out := make([]monitor.RouteTraffic, len(routes))
+	for i, r := range routes {
+		out[i] = monitor.RouteTraffic{Route: r.Route, Prefix: r.Prefix, Breaker: r.Breaker, Requests: r.Requests,
+			Errors: r.Errors, Rejected: r.Rejected, P50: r.P50, P99: r.P99, RateLimitedFor: r.RateLimitedFor}
+	}
+	return out
 }

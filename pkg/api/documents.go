@@ -181,8 +181,31 @@ type detailedData struct {
 	CircuitBreakers breakerSummary `json:"circuitBreakers"`
 	Config          configJSON     `json:"config"`
 	Container       containerJSON  `json:"container"`
+	Egress          *egressJSON    `json:"egress,omitempty"` // when the egress proxy is on
 	ShuttingDown    bool           `json:"shuttingDown"`
 	Status          string         `json:"status"`
+}
+
+// egressJSON is data.egress: the app's own calls through each route over the last minute.
+type egressJSON struct {
+	Routes []trafficJSON `json:"routes"`
+}
+
+type trafficJSON struct {
+	Route            string  `json:"route"`
+	Prefix           string  `json:"prefix"`
+	Breaker          string  `json:"breaker"`
+	Requests         int     `json:"requests"`
+	Errors           int     `json:"errors"`
+	Rejected         int     `json:"rejected"`
+	P50Ms            float64 `json:"p50Ms"`
+	P99Ms            float64 `json:"p99Ms"`
+	RateLimitedForMs int64   `json:"rateLimitedForMs"`
+}
+
+func toTrafficJSON(t monitor.RouteTraffic) trafficJSON {
+	return trafficJSON{Route: t.Route, Prefix: t.Prefix, Breaker: t.Breaker, Requests: t.Requests, Errors: t.Errors,
+		Rejected: t.Rejected, P50Ms: ms(t.P50), P99Ms: ms(t.P99), RateLimitedForMs: t.RateLimitedFor.Milliseconds()}
 }
 
 type configJSON struct {
@@ -212,6 +235,12 @@ func (d *documents) detailedDoc() ([]byte, int) {
 		}
 		if r := s.Config.LastReload; r != (monitor.Reload{}) {
 			out.Config.LastReload = &r
+		}
+		if s.Traffic != nil {
+			out.Egress = &egressJSON{Routes: make([]trafficJSON, 0, len(s.Traffic))}
+			for _, t := range s.Traffic {
+				out.Egress.Routes = append(out.Egress.Routes, toTrafficJSON(t))
+			}
 		}
 		for i := range s.Checks {
 			out.Container.Dependencies[s.Checks[i].Name] = nonNil(s.Checks[i].DependsOn)
@@ -250,6 +279,9 @@ type serviceJSON struct {
 	DependsOn           []string        `json:"dependsOn"`
 	BlockedBy           *string         `json:"blockedBy"`
 	Timeline            []monitor.Point `json:"timeline"`
+	// Traffic is the app's own calls, over the last minute, through the egress routes that share the
+	// probe's breaker.
+	Traffic []trafficJSON `json:"traffic,omitempty"`
 }
 
 // serviceKeys are serviceJSON's member names: a kind's field of the same name is left out.
@@ -260,6 +292,7 @@ type serviceKey struct {
 	revision uint64
 	status   probes.Status
 	reason   string
+	traffic  string // the routes' traffic, encoded
 }
 
 // appendServices appends data.health.services for s to dst: the probes by name, each encoded again
@@ -283,10 +316,14 @@ func (r *renderer) appendServices(dst []byte, s *monitor.Snapshot) []byte {
 	buf.WriteByte('{')
 	for k, i := range byName {
 		c := &s.Checks[i]
+		traffic := routesOf(s.Traffic, c.Breaker)
 		key := serviceKey{revision: c.Revision, status: c.Status, reason: c.Reason}
+		if traffic != nil {
+			key.traffic = string(mustMarshal(traffic))
+		}
 		m := r.serviceMembers[c.Name]
 		if m == nil || m.key != key {
-			m = &member{key: key, json: encodeService(c)}
+			m = &member{key: key, json: encodeService(c, traffic)}
 			r.serviceMembers[c.Name] = m
 		}
 		if k > 0 {
@@ -307,14 +344,14 @@ func (r *renderer) appendServices(dst []byte, s *monitor.Snapshot) []byte {
 
 // encodeService encodes c's member: the fixed members, then its kind's fields. Fields that cannot be
 // encoded (a kind's bug) are replaced by fieldsError, so that one probe cannot break the document.
-func encodeService(c *monitor.CheckView) []byte {
+func encodeService(c *monitor.CheckView, traffic []trafficJSON) []byte {
 	fixed := mustMarshal(serviceJSON{
 		Status: c.Status, Kind: c.Kind, Critical: c.Critical, Duration: ms(c.Duration),
 		LastAttempt: timeOrNil(c.LastAttempt), LastChecked: timeOrNil(c.LastChecked),
 		LastSuccess: timeOrNil(c.LastSuccess), LastTransition: timeOrNil(c.LastTransition),
 		ConsecutiveFailures: c.ConsecutiveFailures, Transitions: c.Transitions, Flaps: c.Flaps,
 		Reason: c.Reason, Breaker: stringOrNil(c.Breaker), DependsOn: nonNil(c.DependsOn),
-		BlockedBy: stringOrNil(c.BlockedBy), Timeline: nonNilPoints(c.Timeline),
+		BlockedBy: stringOrNil(c.BlockedBy), Timeline: nonNilPoints(c.Timeline), Traffic: traffic,
 	})
 	if len(c.Fields) == 0 {
 		return fixed
@@ -336,6 +373,17 @@ func encodeService(c *monitor.CheckView) []byte {
 	out = append(out, fixed[:len(fixed)-1]...)
 	out = append(out, ',')
 	return append(out, extra[1:]...)
+}
+
+// routesOf returns the traffic of the routes through breaker ("" for a local probe: none).
+func routesOf(all []monitor.RouteTraffic, breaker string) []trafficJSON {
+	var out []trafficJSON
+	for _, t := range all {
+		if breaker != "" && t.Breaker == breaker {
+			out = append(out, toTrafficJSON(t))
+		}
+	}
+	return out
 }
 
 // breakerSummary is data.summary of /api/health/circuit-breakers (and detailed's circuitBreakers).
@@ -375,6 +423,7 @@ type breakerJSON struct {
 	LastStateChange  *time.Time     `json:"lastStateChange"`
 	Transitions      uint64         `json:"transitions"`
 	Probes           []string       `json:"probes"`
+	Routes           []string       `json:"routes"` // egress routes through the breaker
 	History          []historyEntry `json:"history"`
 }
 
@@ -438,7 +487,8 @@ func encodeBreaker(b *breakers.Stats) []byte {
 		State: b.State, RetryDue: b.RetryDue, FailureRate: b.FailureRate, SuccessRate: b.SuccessRate,
 		Executions: b.Executions, Failures: b.Failures, Successes: b.Successes,
 		RemainingDelayMs: b.RemainingDelay.Milliseconds(), LastStateChange: timeOrNil(b.LastStateChange),
-		Transitions: b.Transitions, Probes: nonNil(b.Probes), History: make([]historyEntry, 0, len(b.History)),
+		Transitions: b.Transitions, Probes: nonNil(b.Probes), Routes: nonNil(b.Routes),
+		History: make([]historyEntry, 0, len(b.History)),
 	}
 	for _, h := range b.History {
 		out.History = append(out.History, historyEntry{At: h.At, Outcome: h.Outcome, DurationMs: ms(h.Duration),

@@ -156,3 +156,46 @@ func BenchmarkDetailedDocument(b *testing.B) {
 		})
 	}
 }
+
+// The app's own traffic through the egress proxy shows beside the probe that shares its breaker, and
+// every route in data.egress; a breaker only a route names is in the circuit-breakers document.
+func TestTrafficInTheDocuments(t *testing.T) {
+	s := snapshotOf(
+		monitor.CheckView{Name: "figmaApi", Status: probes.Healthy, Breaker: "figma-api", Revision: 1},
+		monitor.CheckView{Name: "memory", Status: probes.Healthy, Revision: 1},
+	)
+	s.Traffic = []monitor.RouteTraffic{
+		{Route: "figma", Prefix: "/figma/", Breaker: "figma-api", Requests: 12, Errors: 3, P50: 40 * time.Millisecond, P99: 900 * time.Millisecond},
+		{Route: "cdn", Prefix: "/cdn/", Breaker: "cdn", Requests: 1},
+	}
+	s.Breakers = []breakers.Stats{{Name: "cdn", State: breakers.Closed, Routes: []string{"cdn"}}}
+	var r renderer
+	d := r.documents(s)
+	detailed, _ := d.detailedDoc()
+	m := decode(t, detailed)
+	services := m["health"].(map[string]any)["services"].(map[string]any)
+	tr, _ := services["figmaApi"].(map[string]any)["traffic"].([]any)
+	if len(tr) != 1 || tr[0].(map[string]any)["route"] != "figma" || tr[0].(map[string]any)["errors"] != float64(3) ||
+		tr[0].(map[string]any)["p99Ms"] != float64(900) {
+		t.Errorf("services.figmaApi.traffic = %v, want the figma route's minute", tr)
+	}
+	if _, ok := services["memory"].(map[string]any)["traffic"]; ok {
+		t.Error("a probe without a breaker shows traffic")
+	}
+	if routes := m["egress"].(map[string]any)["routes"].([]any); len(routes) != 2 {
+		t.Errorf("data.egress.routes = %v, want both routes", routes)
+	}
+	b := decode(t, d.breakersDoc())["breakers"].(map[string]any)["cdn"].(map[string]any)
+	if routes := b["routes"].([]any); len(routes) != 1 || routes[0] != "cdn" {
+		t.Errorf("breaker cdn's routes = %v", b["routes"])
+	}
+
+	// The next minute's figures make a new member, though the probe did not change.
+	before := r.serviceMembers["figmaApi"]
+	s2 := snapshotOf(s.Checks...)
+	s2.Traffic = []monitor.RouteTraffic{{Route: "figma", Prefix: "/figma/", Breaker: "figma-api", Requests: 13}}
+	r.documents(s2).detailedDoc()
+	if r.serviceMembers["figmaApi"] == before {
+		t.Error("new traffic did not re-encode the probe's member")
+	}
+}

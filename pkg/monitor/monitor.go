@@ -47,6 +47,9 @@ type Options struct {
 	OnExecution func(Execution)
 	// OnBreakerTransition is called on each breaker state change (for metrics). It must not block.
 	OnBreakerTransition func(breakers.Transition)
+	// Traffic, when set, reports the app's own calls through the egress proxy per route; snapshots show
+	// it, and the tick republishes when it changed. It must be quick and must not block.
+	Traffic func() []RouteTraffic
 	// Secrets is the agent's set of resolved secret values, hidden from every text kept from a
 	// dependency (default: a set of the monitor's own). Probes add to it as they resolve secrets.
 	Secrets *redact.Secrets
@@ -608,6 +611,9 @@ func (m *Monitor) housekeep(now time.Time) {
 		}
 		republish = b.State != breakers.Closed // its remaining delay moves
 	}
+	if !republish && m.opts.Traffic != nil {
+		republish = !slices.Equal(m.opts.Traffic(), last.Traffic) // the last minute moves on
+	}
 	if republish {
 		m.publishLocked(now)
 	}
@@ -643,6 +649,9 @@ func (m *Monitor) publishLocked(now time.Time) {
 	}
 	if m.legacyName != "" {
 		s.Legacy = m.LegacyBody()
+	}
+	if m.opts.Traffic != nil {
+		s.Traffic = m.opts.Traffic()
 	}
 	for _, c := range m.ordered {
 		v := m.viewLocked(c, now)

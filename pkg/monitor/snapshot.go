@@ -26,6 +26,22 @@ type Snapshot struct {
 	// none.
 	Legacy      json.RawMessage
 	LegacyProbe string
+	// Traffic is the app's own calls through each egress route over the last minute (nil: egress is
+	// off), as Options.Traffic reported it.
+	Traffic []RouteTraffic
+}
+
+// RouteTraffic is the app's own traffic through one egress route over the last minute.
+type RouteTraffic struct {
+	Route   string
+	Prefix  string
+	Breaker string
+	// Requests, Errors (failures the breaker counted: 5xx, unreachable, timed out) and Rejected
+	// (answered by the agent: breaker open or rate limited).
+	Requests, Errors, Rejected int
+	P50, P99                   time.Duration // time to the response headers
+	// RateLimitedFor is how long an upstream's 429 Retry-After still holds the route's calls back.
+	RateLimitedFor time.Duration
 }
 
 // CheckView is one probe as the snapshot shows it.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -166,4 +167,23 @@ func TestExecutionReportsFlapsAndRetries(t *testing.T) {
 	if got[0].Flapped || got[0].Retries != 0 {
 		t.Errorf("first execution %+v: nothing to flap from, no retry", got[0])
 	}
+}
+
+// Snapshots carry the egress traffic Options.Traffic reports, and the tick republishes when it moved
+// though nothing else did.
+func TestSnapshotsFollowTraffic(t *testing.T) {
+	w := newWorld("a")
+	p := fake("a", true)
+	p.Policy.Interval = time.Hour
+	var requests atomic.Int64
+	m, err := New(loaded(p), Options{Kinds: w.kinds(), Tick: 10 * time.Millisecond, Traffic: func() []RouteTraffic {
+		return []RouteTraffic{{Route: "figma", Breaker: "a", Requests: int(requests.Load())}}
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runMonitor(t, m)
+	waitFor(t, m, "healthy", func(s *Snapshot) bool { return status(s, "a") == probes.Healthy })
+	requests.Store(7)
+	waitFor(t, m, "the new traffic", func(s *Snapshot) bool { return len(s.Traffic) == 1 && s.Traffic[0].Requests == 7 })
 }

@@ -175,6 +175,8 @@ type view struct {
 	CSS, JS      string
 	Probes       []probeView
 	Breakers     []breakerView
+	Routes       []routeView // egress routes, when the egress proxy is on (Egress)
+	Egress       bool
 	OpenBreakers []string
 	Config       configView
 }
@@ -197,6 +199,13 @@ type breakerView struct {
 	Name, State, FailureRate, Retry, Probes, LastChange string
 	Executions                                          uint
 	History                                             []pointView
+}
+
+// routeView is one egress route's last minute of real traffic.
+type routeView struct {
+	Name, Prefix, Breaker, BreakerState string
+	Requests, Errors, Rejected          int
+	P50, P99, RateLimited               string
 }
 
 type configView struct {
@@ -257,6 +266,23 @@ func (p *Page) view(s *monitor.Snapshot, full bool) view {
 	if !full {
 		return v
 	}
+	for _, t := range s.Traffic {
+		rv := routeView{Name: t.Route, Prefix: t.Prefix, Breaker: t.Breaker, Requests: t.Requests, Errors: t.Errors,
+			Rejected: t.Rejected, P50: "—", P99: "—"}
+		if t.P50 > 0 || t.P99 > 0 {
+			rv.P50, rv.P99 = latency(t.P50), latency(t.P99)
+		}
+		if t.RateLimitedFor > 0 {
+			rv.RateLimited = "rate limited for " + age(t.RateLimitedFor)
+		}
+		for _, b := range s.Breakers {
+			if b.Name == t.Breaker {
+				rv.BreakerState = b.State
+			}
+		}
+		v.Routes = append(v.Routes, rv)
+	}
+	v.Egress = s.Traffic != nil
 	for _, b := range s.Breakers {
 		bv := breakerView{Name: b.Name, State: b.State, Executions: b.Executions,
 			FailureRate: strconv.FormatFloat(b.FailureRate, 'f', 0, 64) + "%",

@@ -263,3 +263,30 @@ func TestStaticAndRouting(t *testing.T) {
 		}
 	})
 }
+
+// With the egress proxy on, the full page has a row per route: its last minute of real traffic and its
+// breaker's state; without the token, or with egress off, no such section.
+func TestPageEgressRoutes(t *testing.T) {
+	s := snapshot()
+	s.Traffic = []monitor.RouteTraffic{{Route: "figma", Prefix: "/figma/", Breaker: "figma-api", Requests: 42, Errors: 2,
+		Rejected: 1, P50: 12 * time.Millisecond, P99: 1500 * time.Millisecond, RateLimitedFor: 30 * time.Second}}
+	src := &fixedSource{}
+	src.snap.Store(s)
+	page := statuspage.New(src, statuspage.Options{Now: func() time.Time { return now }})
+	_, body := get(t, page, "/", nil)
+	for _, want := range []string{`<tr data-route="figma">`, `<code>/figma/</code>`, `<td class="num">42</td>`,
+		`<td class="num">2</td>`, `rate limited for 30s`, `12 ms`, `1.50 s`, `<span class="pill state-closed">CLOSED</span>`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("page lacks %q", want)
+		}
+	}
+	src.snap.Store(snapshot()) // egress off
+	if _, body := get(t, page, "/", nil); strings.Contains(body, "Egress routes") {
+		t.Error("the page shows an egress section with egress off")
+	}
+	src.snap.Store(s)
+	restricted := statuspage.New(src, statuspage.Options{Token: func() string { return secretToken }, Now: func() time.Time { return now }})
+	if _, body := get(t, restricted, "/", nil); strings.Contains(body, "data-route") {
+		t.Error("the restricted page shows egress routes")
+	}
+}

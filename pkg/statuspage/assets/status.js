@@ -154,6 +154,26 @@
     }));
   }
 
+  // renderRoutes shows each egress route's last minute of real traffic (the section exists only when
+  // the egress proxy is on).
+  function renderRoutes(egress, cb) {
+    if (!$('route-rows') || !egress) return;
+    var states = (cb && cb.data && cb.data.breakers) || {};
+    var ms = function (v) { return v > 0 ? latency(v) : '\u2014'; };
+    replaceRows('route-rows', (egress.routes || []).map(function (r) {
+      var st = states[r.breaker] ? states[r.breaker].state : '';
+      return el('tr', { 'data-route': r.route },
+        el('td', { 'class': 'name' }, r.route),
+        el('td', null, el('code', null, r.prefix)),
+        el('td', null, r.breaker, ' ', st ? el('span', { 'class': 'pill state-' + cls(st) }, st) : ''),
+        el('td', { 'class': 'num' }, String(r.requests)),
+        el('td', { 'class': 'num' }, String(r.errors)),
+        el('td', { 'class': 'num' }, String(r.rejected)),
+        el('td', { 'class': 'num' }, ms(r.p50Ms)),
+        el('td', { 'class': 'num' }, ms(r.p99Ms)));
+    }));
+  }
+
   function renderConfig(c) {
     text('config-source', c.source || '');
     text('config-sha', (c.sha256 || '').slice(0, 12));
@@ -207,6 +227,7 @@
           renderBanner(r[0], r[1], !!r[2].data.shuttingDown);
           renderProbesFull(r[2]);
           renderBreakers(r[3], Date.parse(r[3].timestamp));
+          renderRoutes(r[2].data.egress, r[3]);
           renderConfig(r[2].data.config || {});
         });
     } else {
