@@ -52,6 +52,15 @@ func healthyMonitor(tb testing.TB, n int) *monitor.Monitor {
 	})
 	testkit.Eventually(tb, 30*time.Second, func() bool { s := m.Snapshot(); return s.Overall == probes.Healthy && !s.Starting },
 		"%d probes healthy", n)
+	// The last executions' changes are published up to PublishEvery later: wait until snapshots stop,
+	// so that none is built (and no answer rebuilt) while a handler is measured.
+	last, since := m.Snapshot(), time.Now()
+	testkit.Eventually(tb, 30*time.Second, func() bool {
+		if s := m.Snapshot(); s != last {
+			last, since = s, time.Now()
+		}
+		return time.Since(since) > 3*monitor.DefaultPublishEvery
+	}, "snapshots settled")
 	return m
 }
 

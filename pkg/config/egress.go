@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/go-viper/mapstructure/v2"
+	"golang.org/x/net/http/httpguts"
 )
 
 // Built-in values of the egress section.
@@ -272,7 +273,7 @@ func (v *validation) routeHeaders(at string, headers map[string]Value) {
 		p := at + "[" + name + "]"
 		canon := textproto.CanonicalMIMEHeaderKey(name)
 		switch {
-		case !ValidHeaderName(name):
+		case !httpguts.ValidHeaderFieldName(name):
 			v.fail(p, "not a valid header name")
 			continue
 		case slices.Contains(forbiddenHeaders, canon):
@@ -327,22 +328,6 @@ func LoadCAFile(file string) (*x509.CertPool, error) {
 		return nil, fmt.Errorf("no PEM certificate in %q", file)
 	}
 	return pool, nil
-}
-
-// ValidHeaderName reports whether s is an HTTP token (RFC 9110 §5.6.2).
-func ValidHeaderName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for _, c := range s {
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case strings.ContainsRune("!#$%&'*+-.^_`|~", c):
-		default:
-			return false
-		}
-	}
-	return true
 }
 
 // egressSecretWarnings names the routes' header secrets that are absent now: the agent starts, and

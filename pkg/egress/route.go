@@ -21,6 +21,7 @@ import (
 
 	"github.com/health-agent/health-agent/pkg/breakers"
 	"github.com/health-agent/health-agent/pkg/config"
+	"github.com/health-agent/health-agent/pkg/probes"
 	"github.com/health-agent/health-agent/pkg/redact"
 )
 
@@ -315,7 +316,7 @@ func (t *upstreamTransport) RoundTrip(req *http.Request) (*http.Response, error)
 	case resp.StatusCode >= 500:
 		x.fail(fmt.Errorf("upstream answered %d %s", resp.StatusCode, http.StatusText(resp.StatusCode)))
 	case resp.StatusCode == http.StatusTooManyRequests:
-		if wait := min(RetryAfter(resp.Header, time.Now()), MaxRateLimit); wait > 0 {
+		if wait := probes.RetryAfter(resp.Header.Get("Retry-After"), time.Now(), 0, MaxRateLimit); wait > 0 {
 			rt.limitedUntil.Store(time.Now().Add(wait).UnixNano())
 			rt.log.Info("egress route rate limited by its upstream: the agent answers its calls with 429 meanwhile",
 				"route", rt.cfg.Name, "retry_after", wait)
@@ -421,25 +422,6 @@ func describeError(err error) string {
 		return "request canceled"
 	}
 	return redact.Clip(redact.Printable(err.Error()), redact.MaxText)
-}
-
-// RetryAfter parses a Retry-After header (delay-seconds or an HTTP date, RFC 9110 §10.2.3) relative
-// to now: 0 when absent, malformed or past.
-func RetryAfter(h http.Header, now time.Time) time.Duration {
-	v := strings.TrimSpace(h.Get("Retry-After"))
-	if v == "" {
-		return 0
-	}
-	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
-		if secs <= 0 {
-			return 0
-		}
-		return time.Duration(min(secs, int64(24*time.Hour/time.Second))) * time.Second
-	}
-	if t, err := http.ParseTime(v); err == nil && t.After(now) {
-		return min(t.Sub(now), 24*time.Hour)
-	}
-	return 0
 }
 
 // retryAfterSeconds is d as a Retry-After value: whole seconds, rounded up, at least 1.

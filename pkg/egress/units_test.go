@@ -1,7 +1,6 @@
 package egress
 
 import (
-	"net/http"
 	"net/url"
 	"testing"
 	"time"
@@ -28,30 +27,7 @@ func TestTrafficSummary(t *testing.T) {
 	}
 }
 
-func TestRetryAfter(t *testing.T) {
-	now := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
-	for _, tc := range []struct {
-		value string
-		want  time.Duration
-	}{
-		{"", 0},
-		{"30", 30 * time.Second},
-		{" 7 ", 7 * time.Second},
-		{"0", 0},
-		{"-5", 0},
-		{"soon", 0},
-		{now.Add(90 * time.Second).Format(http.TimeFormat), 90 * time.Second},
-		{now.Add(-time.Minute).Format(http.TimeFormat), 0},
-		{"999999999", 24 * time.Hour},
-	} {
-		h := http.Header{}
-		if tc.value != "" {
-			h.Set("Retry-After", tc.value)
-		}
-		if got := RetryAfter(h, now); got != tc.want {
-			t.Errorf("Retry-After %q = %v, want %v", tc.value, got, tc.want)
-		}
-	}
+func TestRetryAfterSeconds(t *testing.T) {
 	for d, want := range map[time.Duration]string{0: "1", time.Millisecond: "1", time.Second: "1", 1001 * time.Millisecond: "2", 12 * time.Second: "12"} {
 		if got := retryAfterSeconds(d); got != want {
 			t.Errorf("retryAfterSeconds(%v) = %q, want %q", d, got, want)

@@ -315,7 +315,7 @@ func figmaErrorDetail(body []byte, secrets []string) string {
 // figmaRetryAfter is how long a 429 asks the probe to wait: Retry-After within [1s, figmaMaxRetryAfter],
 // figmaDefaultRetryAfter when it is missing or unusable.
 func figmaRetryAfter(h string, now time.Time) time.Duration {
-	return max(parseRetryAfter(h, now, figmaDefaultRetryAfter, figmaMaxRetryAfter), time.Second)
+	return max(RetryAfter(h, now, figmaDefaultRetryAfter, figmaMaxRetryAfter), time.Second)
 }
 
 // figmaHeaderWord keeps a short, printable header value for a field (a dependency's header is input).

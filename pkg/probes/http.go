@@ -260,7 +260,7 @@ func (p *httpProbe) Check(ctx context.Context) (Result, error) {
 	defer closeBody(resp.Body)
 	res.Fields["statusCode"] = resp.StatusCode
 	if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
-		res.RetryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now(), 0, httpMaxRetryAfter)
+		res.RetryAfter = RetryAfter(resp.Header.Get("Retry-After"), time.Now(), 0, httpMaxRetryAfter)
 		res.RateLimited = resp.StatusCode == http.StatusTooManyRequests
 	}
 	hidden := withShared(secrets, p.shared)

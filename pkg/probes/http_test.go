@@ -525,7 +525,7 @@ func TestRetryAfter(t *testing.T) {
 			if tt.value != "" {
 				h.Set("Retry-After", tt.value)
 			}
-			if got := parseRetryAfter(h.Get("Retry-After"), now, 0, httpMaxRetryAfter); got != tt.want {
+			if got := RetryAfter(h.Get("Retry-After"), now, 0, httpMaxRetryAfter); got != tt.want {
 				t.Errorf("retryAfter(%q) = %v, want %v", tt.value, got, tt.want)
 			}
 		})

@@ -153,10 +153,10 @@ func closeBody(body io.ReadCloser) {
 	_ = body.Close()
 }
 
-// parseRetryAfter reads a Retry-After value (delay-seconds or an HTTP date, RFC 9110 §10.2.3) relative
+// RetryAfter reads a Retry-After value (delay-seconds or an HTTP date, RFC 9110 §10.2.3) relative
 // to now. An absent, malformed or negative value gives def, a date in the past 0; the result is at most
 // limit.
-func parseRetryAfter(v string, now time.Time, def, limit time.Duration) time.Duration {
+func RetryAfter(v string, now time.Time, def, limit time.Duration) time.Duration {
 	v = strings.TrimSpace(v)
 	d := def
 	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
