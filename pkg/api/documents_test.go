@@ -109,7 +109,7 @@ func TestServiceMembersReused(t *testing.T) {
 func TestBreakersDocument(t *testing.T) {
 	s := snapshotOf()
 	s.Breakers = []breakers.Stats{{Name: "figma-api", State: breakers.Open, RemainingDelay: 1500 * time.Millisecond,
-		History: []breakers.Execution{{At: time.Now(), Outcome: breakers.OutcomeFailure, Error: "status 502", Source: "route:figma"}}}}
+		History: []breakers.Attempt{{At: time.Now(), Outcome: breakers.OutcomeFailure, Error: "status 502", Source: "route:figma"}}}}
 	var r renderer
 	m := decode(t, r.documents(s).breakersDoc())
 	b := m["breakers"].(map[string]any)["figma-api"].(map[string]any)

@@ -24,7 +24,7 @@ const (
 	HalfOpen = "HALF_OPEN"
 )
 
-// Execution outcomes as a breaker saw them.
+// Attempt outcomes as a breaker saw them.
 const (
 	OutcomeSuccess  = "success"
 	OutcomeFailure  = "failure"
@@ -42,8 +42,9 @@ type Transition struct {
 	At      time.Time
 }
 
-// Execution is one guarded execution as a breaker saw it.
-type Execution struct {
+// Attempt is one call through a breaker as it saw it: an entry of its history. A probe execution with
+// retries is several attempts.
+type Attempt struct {
 	At       time.Time     `json:"at"`
 	Outcome  string        `json:"outcome"` // "success", "failure" or "rejected" (breaker open, not executed)
 	Duration time.Duration `json:"-"`
@@ -70,7 +71,7 @@ type Stats struct {
 	// Probes and History are shared with the breaker and other Stats: read them, never modify them.
 	Probes  []string    // probes guarded by this breaker, sorted
 	Routes  []string    // egress routes guarded by this breaker, sorted
-	History []Execution // the last 20 executions, oldest first
+	History []Attempt // the last 20 executions, oldest first
 	// Version changes (unique within the Registry) whenever any of the above changes, except
 	// RemainingDelay and RetryDue, which move with the clock while the breaker is open.
 	Version uint64
@@ -172,7 +173,7 @@ type Breaker struct {
 	transitions uint64
 	lastChange  time.Time
 	version     uint64    // see Stats.Version
-	cause       Execution // the last failure that reached the dependency
+	cause       Attempt // the last failure that reached the dependency
 	openedAfter int       // failures in the window when the breaker last opened
 	onCall      func(outcome string)
 }
@@ -278,7 +279,7 @@ func (b *Breaker) reset(pol config.BreakerPolicy) (was string) {
 	b.cb = newCircuit(pol, func(e circuitbreaker.StateChangedEvent) { b.changed(gen, e) })
 	b.policy = pol
 	b.history = history{}
-	b.cause, b.openedAfter = Execution{}, 0
+	b.cause, b.openedAfter = Attempt{}, 0
 	b.transitions = 0
 	b.lastChange = time.Time{}
 	b.version = b.nextVersion()
@@ -310,7 +311,7 @@ func (b *Breaker) changed(gen uint64, e circuitbreaker.StateChangedEvent) {
 }
 
 // record appends e to the history of circuit gen (dropped when the breaker was reset since).
-func (b *Breaker) record(gen uint64, e Execution) {
+func (b *Breaker) record(gen uint64, e Attempt) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if gen == b.gen {
@@ -320,7 +321,7 @@ func (b *Breaker) record(gen uint64, e Execution) {
 }
 
 // setCause makes e the last failure of circuit gen.
-func (b *Breaker) setCause(gen uint64, e Execution) {
+func (b *Breaker) setCause(gen uint64, e Attempt) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if gen == b.gen {
@@ -379,13 +380,13 @@ func stateName(s circuitbreaker.State) string {
 // that size, and a full buffer is replaced by a new one that starts with the last HistorySize-1.
 // Handed-out slices are capped at their length and their entries are never written again.
 type history struct {
-	buf []Execution
+	buf []Attempt
 }
 
-func (h *history) add(e Execution) {
+func (h *history) add(e Attempt) {
 	if len(h.buf) == cap(h.buf) {
 		keep := h.buf[max(0, len(h.buf)-(HistorySize-1)):]
-		h.buf = append(make([]Execution, 0, HistorySize+HistorySize/2), keep...)
+		h.buf = append(make([]Attempt, 0, HistorySize+HistorySize/2), keep...)
 	}
 	h.buf = append(h.buf, e)
 }
@@ -406,7 +407,7 @@ func (h *history) failures(n int) int {
 }
 
 // list returns the executions oldest first. The caller must not modify them.
-func (h *history) list() []Execution {
+func (h *history) list() []Attempt {
 	n := len(h.buf)
 	return h.buf[max(0, n-HistorySize):n:n]
 }

@@ -120,10 +120,10 @@ func TestStatsCounts(t *testing.T) {
 // renewals, and a slice handed out earlier never changes afterwards (Stats shares it, not a copy).
 func TestHistoryShared(t *testing.T) {
 	var h history
-	var handed [][]Execution
-	var want [][]Execution
+	var handed [][]Attempt
+	var want [][]Attempt
 	for i := range 3*HistorySize + 7 {
-		h.add(Execution{Outcome: strconv.Itoa(i)})
+		h.add(Attempt{Outcome: strconv.Itoa(i)})
 		got := h.list()
 		if len(got) != min(i+1, HistorySize) || got[len(got)-1].Outcome != strconv.Itoa(i) {
 			t.Fatalf("after %d executions: %d entries ending with %q", i+1, len(got), got[len(got)-1].Outcome)

@@ -33,7 +33,7 @@ func (b *Breaker) Begin(source string) (*Call, error) {
 	now := time.Now()
 	if !cb.TryAcquirePermit() {
 		rej := b.rejection(cb)
-		b.record(gen, Execution{At: now, Outcome: OutcomeRejected, Error: rej.Error(), Source: source})
+		b.record(gen, Attempt{At: now, Outcome: OutcomeRejected, Error: rej.Error(), Source: source})
 		b.notifyCall(OutcomeRejected)
 		return nil, rej
 	}
@@ -42,7 +42,7 @@ func (b *Breaker) Begin(source string) (*Call, error) {
 
 // Succeed records that the dependency answered well enough.
 func (c *Call) Succeed() {
-	c.b.record(c.gen, Execution{At: c.start, Duration: time.Since(c.start), Outcome: OutcomeSuccess, Source: c.source})
+	c.b.record(c.gen, Attempt{At: c.start, Duration: time.Since(c.start), Outcome: OutcomeSuccess, Source: c.source})
 	c.cb.RecordSuccess()
 	c.b.notifyCall(OutcomeSuccess)
 }
@@ -54,7 +54,7 @@ func (c *Call) Fail(err error) {
 	if err != nil {
 		msg = redact.Clip(err.Error(), redact.MaxText)
 	}
-	e := Execution{At: c.start, Duration: time.Since(c.start), Outcome: OutcomeFailure, Error: msg, Source: c.source}
+	e := Attempt{At: c.start, Duration: time.Since(c.start), Outcome: OutcomeFailure, Error: msg, Source: c.source}
 	// Recorded before the breaker hears of it: the state listener, called from RecordFailure when this
 	// failure opens the breaker, reads the history to tell how many failures opened it.
 	c.b.record(c.gen, e)
@@ -76,7 +76,7 @@ func (c *Call) Abandon(err error) {
 	if err != nil {
 		msg += ": " + redact.Clip(err.Error(), redact.MaxText)
 	}
-	c.b.record(c.gen, Execution{At: c.start, Duration: time.Since(c.start), Outcome: OutcomeFailure, Error: msg, Source: c.source})
+	c.b.record(c.gen, Attempt{At: c.start, Duration: time.Since(c.start), Outcome: OutcomeFailure, Error: msg, Source: c.source})
 	c.cb.RecordFailure()
 	c.b.notifyCall(OutcomeFailure)
 }

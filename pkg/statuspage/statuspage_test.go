@@ -54,7 +54,7 @@ func snapshot() *monitor.Snapshot {
 			{Name: "app", State: breakers.Closed},
 			{Name: "db", State: breakers.Open, FailureRate: 100, RemainingDelay: 25 * time.Second, Executions: 3,
 				Probes: []string{"db"}, LastStateChange: now.Add(-5 * time.Second),
-				History: []breakers.Execution{{At: now.Add(-5 * time.Second), Outcome: "failure", Error: "connection refused"},
+				History: []breakers.Attempt{{At: now.Add(-5 * time.Second), Outcome: "failure", Error: "connection refused"},
 					{At: now.Add(-time.Second), Outcome: "rejected", Error: "breaker open"}}},
 			{Name: "figma-api", State: breakers.Closed, Probes: []string{"figmaApi"}},
 		},
