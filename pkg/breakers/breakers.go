@@ -69,8 +69,8 @@ type Stats struct {
 	LastStateChange time.Time // zero: never changed since created
 	Transitions     uint64    // state changes since created
 	// Probes and History are shared with the breaker and other Stats: read them, never modify them.
-	Probes  []string    // probes guarded by this breaker, sorted
-	Routes  []string    // egress routes guarded by this breaker, sorted
+	Probes  []string  // probes guarded by this breaker, sorted
+	Routes  []string  // egress routes guarded by this breaker, sorted
 	History []Attempt // the last 20 executions, oldest first
 	// Version changes (unique within the Registry) whenever any of the above changes, except
 	// RemainingDelay and RetryDue, which move with the clock while the breaker is open.
@@ -172,9 +172,9 @@ type Breaker struct {
 	history     history
 	transitions uint64
 	lastChange  time.Time
-	version     uint64    // see Stats.Version
+	version     uint64  // see Stats.Version
 	cause       Attempt // the last failure that reached the dependency
-	openedAfter int       // failures in the window when the breaker last opened
+	openedAfter int     // failures in the window when the breaker last opened
 	onCall      func(outcome string)
 }
 
