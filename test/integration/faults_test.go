@@ -2,7 +2,10 @@ package integration
 
 import (
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -164,4 +167,37 @@ func TestNonCriticalFaultDegrades(t *testing.T) {
 		t.Errorf("/readyz?verbose: %d %q", r.code, r.body)
 	}
 	assertResponsive(t, "non-critical hang", s.finish(), 50)
+}
+
+// TestRetryAfterCannotParkTheProbe: an app that once answers 503 with Retry-After: 86400 (a day) and is
+// healthy afterwards is healthy again, and /readyz passes, within two intervals plus the breaker's delay:
+// a Retry-After that is not a 429's holds the probe back at most one interval.
+func TestRetryAfterCannotParkTheProbe(t *testing.T) {
+	var calls atomic.Int64
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		if calls.Add(1) == 1 {
+			w.Header().Set("Retry-After", "86400")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte(`{"status":"ok"}`))
+	}))
+	t.Cleanup(app.Close)
+	const interval, delay = 2 * time.Second, 3 * time.Second
+	h := startAgent(t, setup{config: fmt.Sprintf(`
+server: { shutdownDelay: 0s, detailsToken: "${DETAILS_TOKEN}" }
+scheduler: { jitter: 0 }
+defaults:
+  interval: %s
+  retry: { maxRetries: 0 }
+  breaker: { failureThreshold: 3, window: 5, delay: %s, successThreshold: 1 }
+probes:
+  - { name: app, kind: http, critical: true, url: "%s/api/health" }
+`, interval, delay, app.URL)})
+	h.waitView("app", "unhealthy after the 503", func(v view) bool { return v.status == "unhealthy" && v.readyz == 503 })
+	start := time.Now()
+	h.waitView("app", "healthy again", func(v view) bool { return v.status == "healthy" && v.readyz == 200 })
+	if took, bound := time.Since(start), 2*interval+delay; took > bound {
+		t.Errorf("healthy again after %s, want within two intervals plus the breaker's delay (%s)", took, bound)
+	}
 }
