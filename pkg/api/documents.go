@@ -293,6 +293,7 @@ type serviceKey struct {
 	status   probes.Status
 	reason   string
 	traffic  string // the routes' traffic, encoded
+	appHeap  string // the app's own heapUsed (memory probes)
 }
 
 // appendServices appends data.health.services for s to dst: the probes by name, each encoded again
@@ -303,6 +304,7 @@ func (r *renderer) appendServices(dst []byte, s *monitor.Snapshot) []byte {
 	if r.serviceMembers == nil {
 		r.serviceMembers = map[string]*member{}
 	}
+	appHeap, _ := appHeapUsed(s.Legacy)
 	byName := make([]int, len(s.Checks))
 	for i := range byName {
 		byName[i] = i
@@ -321,9 +323,12 @@ func (r *renderer) appendServices(dst []byte, s *monitor.Snapshot) []byte {
 		if traffic != nil {
 			key.traffic = string(mustMarshal(traffic))
 		}
+		if c.Kind == "memory" {
+			key.appHeap = appHeap
+		}
 		m := r.serviceMembers[c.Name]
 		if m == nil || m.key != key {
-			m = &member{key: key, json: encodeService(c, traffic)}
+			m = &member{key: key, json: encodeService(c, traffic, key.appHeap)}
 			r.serviceMembers[c.Name] = m
 		}
 		if k > 0 {
@@ -344,7 +349,7 @@ func (r *renderer) appendServices(dst []byte, s *monitor.Snapshot) []byte {
 
 // encodeService encodes c's member: the fixed members, then its kind's fields. Fields that cannot be
 // encoded (a kind's bug) are replaced by fieldsError, so that one probe cannot break the document.
-func encodeService(c *monitor.CheckView, traffic []trafficJSON) []byte {
+func encodeService(c *monitor.CheckView, traffic []trafficJSON, appHeap string) []byte {
 	fixed := mustMarshal(serviceJSON{
 		Status: c.Status, Kind: c.Kind, Critical: c.Critical, Duration: ms(c.Duration),
 		LastAttempt: timeOrNil(c.LastAttempt), LastChecked: timeOrNil(c.LastChecked),
@@ -361,6 +366,9 @@ func encodeService(c *monitor.CheckView, traffic []trafficJSON) []byte {
 		if !serviceKeys[k] {
 			fields[k] = v
 		}
+	}
+	if _, ok := fields["heapUsed"]; ok && appHeap != "" {
+		fields["heapUsed"], fields["heapSource"] = appHeap, "app"
 	}
 	extra, err := json.Marshal(fields)
 	if err != nil {

@@ -199,3 +199,37 @@ func TestTrafficInTheDocuments(t *testing.T) {
 		t.Error("new traffic did not re-encode the probe's member")
 	}
 }
+
+// The seed's services.memory.heapUsed: the app's own figure when its legacy body has one, else the
+// memory probe's (its RSS).
+func TestMemoryHeapFromTheAppsBody(t *testing.T) {
+	for _, tt := range []struct {
+		name       string
+		body       json.RawMessage
+		want       string
+		wantSource string
+	}{
+		{"memory.heapUsed string", json.RawMessage(`{"status":"ok","memory":{"heapUsed":"21MB","rss":"80MB"}}`), "21MB", "app"},
+		{"data.memory.heapUsed bytes", json.RawMessage(`{"success":true,"data":{"memory":{"heapUsed":22020096}}}`), "21MB", "app"},
+		{"top-level heapUsed", json.RawMessage(`{"heapUsed":"33MB"}`), "33MB", "app"},
+		{"bytes as a string", json.RawMessage(`{"heapUsed":"22020096"}`), "21MB", "app"},
+		{"first path that has one", json.RawMessage(`{"memory":{"rss":1},"data":{"memory":{"heapUsed":"7MB"}}}`), "7MB", "app"},
+		{"no heapUsed", json.RawMessage(`{"status":"ok"}`), "50MB", "rss"},
+		{"heapUsed of the wrong type", json.RawMessage(`{"heapUsed":{"value":1}}`), "50MB", "rss"},
+		{"negative bytes", json.RawMessage(`{"heapUsed":-5}`), "50MB", "rss"},
+		{"not JSON", json.RawMessage(`<html>`), "50MB", "rss"},
+		{"no body yet", nil, "50MB", "rss"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s := snapshotOf(monitor.CheckView{Name: "memory", Kind: "memory", Status: probes.Healthy,
+				Fields: map[string]any{"heapUsed": "50MB", "heapSource": "rss", "rssBytes": 50 << 20}})
+			s.Legacy, s.LegacyProbe = tt.body, "app"
+			var r renderer
+			detailed, _ := r.documents(s).detailedDoc()
+			mem := decode(t, detailed)["health"].(map[string]any)["services"].(map[string]any)["memory"].(map[string]any)
+			if mem["heapUsed"] != tt.want || mem["heapSource"] != tt.wantSource {
+				t.Errorf("heapUsed %v (%v), want %s (%s)", mem["heapUsed"], mem["heapSource"], tt.want, tt.wantSource)
+			}
+		})
+	}
+}

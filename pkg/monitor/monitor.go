@@ -700,10 +700,9 @@ func (m *Monitor) build(loaded *config.Loaded, old map[string]*check) (map[strin
 	m.breakers.Sync(cfg)
 	bh := m.currentBulkhead(cfg.Scheduler.MaxConcurrentProbes)
 	env := probes.Env{
-		Secrets:    m.opts.Secrets,
-		LookupEnv:  m.opts.LookupEnv,
-		Logger:     m.log,
-		LegacyBody: m.LegacyBody,
+		Secrets:   m.opts.Secrets,
+		LookupEnv: m.opts.LookupEnv,
+		Logger:    m.log,
 	}
 	out := make(map[string]*check, len(cfg.Probes))
 	var errs []error

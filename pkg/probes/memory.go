@@ -3,7 +3,6 @@ package probes
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -59,8 +58,7 @@ type memoryProbe struct {
 	// cgroupRoot is the agent's own view of the cgroup hierarchy; tests point it at a fake tree.
 	cgroupRoot string
 	// self is the agent's pid, never a match by name (its comm is not the app's, but argv tricks could be).
-	self       int
-	legacyBody func() json.RawMessage
+	self int
 }
 
 func newMemory(spec Spec) (Probe, error) {
@@ -74,7 +72,6 @@ func newMemory(spec Spec) (Probe, error) {
 		procRoot:   "/proc",
 		cgroupRoot: "/sys/fs/cgroup",
 		self:       os.Getpid(),
-		legacyBody: spec.Env.LegacyBody,
 	}
 	var errs []error
 	switch {
@@ -143,12 +140,9 @@ func (p *memoryProbe) Check(ctx context.Context) (Result, error) {
 	if t.matches > 1 {
 		fields["matches"] = t.matches
 	}
-	fields["heapUsed"], fields["heapSource"] = formatLegacyMB(t.rss), "rss"
-	if p.legacyBody != nil {
-		if h, ok := legacyHeapUsed(p.legacyBody()); ok {
-			fields["heapUsed"], fields["heapSource"] = h, "app"
-		}
-	}
+	// The seed's dashboard reads heapUsed; the process's RSS is what the agent sees from outside (the
+	// API shows the app's own heap figure instead when its legacy body has one).
+	fields["heapUsed"], fields["heapSource"] = LegacyMB(t.rss), "rss"
 
 	limit, readable := p.limit(t.pid)
 	var pct float64
@@ -440,46 +434,6 @@ func cgroupAncestry(p string) func(yield func(string) bool) {
 	}
 }
 
-// legacyHeapUsed finds the app's own heapUsed in its legacy health JSON: a string such as "21MB" is
-// kept as is, a number of bytes is formatted the same way.
-func legacyHeapUsed(body json.RawMessage) (string, bool) {
-	if len(body) == 0 {
-		return "", false
-	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	var doc any
-	if err := dec.Decode(&doc); err != nil {
-		return "", false
-	}
-	for _, keys := range [][]string{{"memory", "heapUsed"}, {"data", "memory", "heapUsed"}, {"heapUsed"}} {
-		v := doc
-		for _, k := range keys {
-			m, ok := v.(map[string]any)
-			if !ok {
-				v = nil
-				break
-			}
-			v = m[k]
-		}
-		switch v := v.(type) {
-		case json.Number:
-			if f, err := v.Float64(); err == nil && f >= 0 && f < math.MaxInt64 {
-				return formatLegacyMB(int64(f)), true
-			}
-		case string:
-			s := strings.TrimSpace(v)
-			if n, err := strconv.ParseInt(s, 10, 64); err == nil && n >= 0 {
-				return formatLegacyMB(n), true
-			}
-			if s != "" && len(s) <= 32 {
-				return s, true
-			}
-		}
-	}
-	return "", false
-}
-
 // agentHeapBytes is the agent's own live heap. runtime/metrics is used rather than ReadMemStats,
 // which stops the world.
 func agentHeapBytes() int64 {
@@ -568,9 +522,9 @@ func optionNumber(v any) (float64, bool) {
 	return 0, false
 }
 
-// formatLegacyMB formats bytes the way the legacy dashboard shows heapUsed: whole mebibytes, labelled
-// "MB" (Node's Math.round(bytes/1024/1024) + "MB").
-func formatLegacyMB(b int64) string {
+// LegacyMB formats bytes the way the legacy dashboard shows heapUsed: whole mebibytes, labelled "MB"
+// (Node's Math.round(bytes/1024/1024) + "MB").
+func LegacyMB(b int64) string {
 	return strconv.FormatInt(int64(math.Round(float64(b)/(1<<20))), 10) + "MB"
 }
 

@@ -99,9 +99,9 @@ func startMemChild(t *testing.T, bin string, alloc int) *exec.Cmd {
 }
 
 // newTestMemory builds a memory probe from options, failing the test on a config error.
-func newTestMemory(t *testing.T, opts map[string]any, legacy func() json.RawMessage) *memoryProbe {
+func newTestMemory(t *testing.T, opts map[string]any) *memoryProbe {
 	t.Helper()
-	pr, err := newMemory(Spec{Name: "memory", Options: opts, Env: Env{LegacyBody: legacy}})
+	pr, err := newMemory(Spec{Name: "memory", Options: opts})
 	if err != nil {
 		t.Fatalf("newMemory(%v): %v", opts, err)
 	}
@@ -229,7 +229,7 @@ func TestMemoryOptionDefaults(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p := newTestMemory(t, tt.opts, nil)
+			p := newTestMemory(t, tt.opts)
 			if p.warnBytes != tt.warnBytes || p.critBytes != tt.crit || p.warnPct != tt.warnPct || p.critPct != tt.critPct {
 				t.Errorf("thresholds = %d/%d bytes, %g/%g%%; want %d/%d, %g/%g",
 					p.warnBytes, p.critBytes, p.warnPct, p.critPct, tt.warnBytes, tt.crit, tt.warnPct, tt.critPct)
@@ -266,8 +266,8 @@ func TestParseByteSize(t *testing.T) {
 
 func TestMemoryFormat(t *testing.T) {
 	for b, want := range map[int64]string{0: "0MB", 22020096: "21MB", 1 << 20: "1MB", 1<<20 + 1<<19: "2MB", 3 << 30: "3072MB"} {
-		if got := formatLegacyMB(b); got != want {
-			t.Errorf("formatLegacyMB(%d) = %q, want %q", b, got, want)
+		if got := LegacyMB(b); got != want {
+			t.Errorf("LegacyMB(%d) = %q, want %q", b, got, want)
 		}
 	}
 	for b, want := range map[int64]string{512: "512B", 1024: "1.0KiB", 1536: "1.5KiB", 850 << 20: "850.0MiB", 3 << 30: "3.0GiB"} {
@@ -315,7 +315,7 @@ func TestMemoryLiveProcess(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			status, reason, f := checkMemory(t, newTestMemory(t, tt.opts, nil))
+			status, reason, f := checkMemory(t, newTestMemory(t, tt.opts))
 			if status != tt.want {
 				t.Fatalf("status %s (%s), want %s", status, reason, tt.want)
 			}
@@ -332,8 +332,8 @@ func TestMemoryLiveProcess(t *testing.T) {
 			if rss <= 0 {
 				t.Errorf("rssBytes = %v", f["rssBytes"])
 			}
-			if f["heapSource"] != "rss" || f["heapUsed"] != formatLegacyMB(rss) {
-				t.Errorf("heapUsed %v (%v), want %s from rss", f["heapUsed"], f["heapSource"], formatLegacyMB(rss))
+			if f["heapSource"] != "rss" || f["heapUsed"] != LegacyMB(rss) {
+				t.Errorf("heapUsed %v (%v), want %s from rss", f["heapUsed"], f["heapSource"], LegacyMB(rss))
 			}
 			if h, _ := f["agentHeapBytes"].(int64); h <= 0 {
 				t.Errorf("agentHeapBytes = %v", f["agentHeapBytes"])
@@ -349,7 +349,7 @@ func TestMemoryLargestMatch(t *testing.T) {
 	name, bin := memChildBinary(t)
 	small := startMemChild(t, bin, 0)
 	big := startMemChild(t, bin, 96<<20)
-	p := newTestMemory(t, map[string]any{"process": name, "warnBytes": "1TiB"}, nil)
+	p := newTestMemory(t, map[string]any{"process": name, "warnBytes": "1TiB"})
 	status, reason, f := checkMemory(t, p)
 	if status != Healthy {
 		t.Fatalf("status %s (%s)", status, reason)
@@ -383,7 +383,7 @@ func TestMemoryProcessGone(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			status, reason, f := checkMemory(t, newTestMemory(t, tt.opts, nil))
+			status, reason, f := checkMemory(t, newTestMemory(t, tt.opts))
 			if status != Unknown {
 				t.Fatalf("status %s (%s), want unknown", status, reason)
 			}
@@ -419,7 +419,7 @@ func TestMemoryPidFileProblems(t *testing.T) {
 			if tt.content != nil {
 				writeMemFile(t, file, *tt.content)
 			}
-			status, reason, _ := checkMemory(t, newTestMemory(t, map[string]any{"pidFile": file}, nil))
+			status, reason, _ := checkMemory(t, newTestMemory(t, map[string]any{"pidFile": file}))
 			if status != Unknown || !strings.Contains(reason, tt.want) || !strings.Contains(reason, file) {
 				t.Errorf("got %s %q, want unknown naming %s and containing %q", status, reason, file, tt.want)
 			}
@@ -445,7 +445,7 @@ func TestMemoryPidFileNotRegular(t *testing.T) {
 		{"too large", big, "larger than the 4 KiB limit"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			p := newTestMemory(t, map[string]any{"pidFile": tt.file}, nil)
+			p := newTestMemory(t, map[string]any{"pidFile": tt.file})
 			done := make(chan struct{})
 			var status Status
 			var reason string
@@ -588,7 +588,7 @@ func TestMemoryCgroupLimit(t *testing.T) {
 			for k, v := range tt.opts {
 				opts[k] = v
 			}
-			p := newTestMemory(t, opts, nil)
+			p := newTestMemory(t, opts)
 			p.procRoot = procRoot
 			p.cgroupRoot = filepath.Join(root, "cgroup")
 			status, reason, f := checkMemory(t, p)
@@ -687,7 +687,7 @@ func TestMemoryFindByName(t *testing.T) {
 				t.Fatal(err)
 			}
 			// No cgroup limit is readable in this fake tree: a byte threshold keeps the verdict known.
-			p := newTestMemory(t, map[string]any{"process": tt.process, "critBytes": "1TiB"}, nil)
+			p := newTestMemory(t, map[string]any{"process": tt.process, "critBytes": "1TiB"})
 			p.procRoot = procRoot
 			p.cgroupRoot = filepath.Join(procRoot, "no-cgroup")
 			p.self = tt.self
@@ -705,7 +705,7 @@ func TestMemoryFindByName(t *testing.T) {
 	}
 
 	t.Run("an unreadable proc root is unknown", func(t *testing.T) {
-		p := newTestMemory(t, map[string]any{"process": "node"}, nil)
+		p := newTestMemory(t, map[string]any{"process": "node"})
 		p.procRoot = filepath.Join(t.TempDir(), "absent")
 		if status, reason, _ := checkMemory(t, p); status != Unknown || !strings.Contains(reason, "cannot list processes") {
 			t.Errorf("got %s %q", status, reason)
@@ -713,47 +713,10 @@ func TestMemoryFindByName(t *testing.T) {
 	})
 }
 
-func TestMemoryLegacyHeap(t *testing.T) {
-	const rssKB = 50 * 1024
-	tests := []struct {
-		name       string
-		body       json.RawMessage
-		want       string
-		wantSource string
-	}{
-		{"memory.heapUsed string", json.RawMessage(`{"status":"ok","memory":{"heapUsed":"21MB","rss":"80MB"}}`), "21MB", "app"},
-		{"data.memory.heapUsed bytes", json.RawMessage(`{"success":true,"data":{"memory":{"heapUsed":22020096}}}`), "21MB", "app"},
-		{"top-level heapUsed", json.RawMessage(`{"heapUsed":"33MB"}`), "33MB", "app"},
-		{"bytes as a string", json.RawMessage(`{"heapUsed":"22020096"}`), "21MB", "app"},
-		{"first path that has one", json.RawMessage(`{"memory":{"rss":1},"data":{"memory":{"heapUsed":"7MB"}}}`), "7MB", "app"},
-		{"no heapUsed", json.RawMessage(`{"status":"ok"}`), "50MB", "rss"},
-		{"heapUsed of the wrong type", json.RawMessage(`{"heapUsed":{"value":1}}`), "50MB", "rss"},
-		{"negative bytes", json.RawMessage(`{"heapUsed":-5}`), "50MB", "rss"},
-		{"not JSON", json.RawMessage(`<html>`), "50MB", "rss"},
-		{"no body yet", nil, "50MB", "rss"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			procRoot := t.TempDir()
-			fakeMemProc{pid: 10, comm: "node", rssKB: rssKB, cgroup: "0::/\n"}.write(t, procRoot)
-			p := newTestMemory(t, map[string]any{"process": "node", "critBytes": "1TiB"}, func() json.RawMessage { return tt.body })
-			p.procRoot = procRoot
-			p.cgroupRoot = filepath.Join(procRoot, "no-cgroup")
-			status, reason, f := checkMemory(t, p)
-			if status != Healthy {
-				t.Fatalf("status %s (%s)", status, reason)
-			}
-			if f["heapUsed"] != tt.want || f["heapSource"] != tt.wantSource {
-				t.Errorf("heapUsed %v (%v), want %s (%s)", f["heapUsed"], f["heapSource"], tt.want, tt.wantSource)
-			}
-		})
-	}
-}
-
 func TestMemoryContextDone(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	p := newTestMemory(t, map[string]any{"process": "node"}, nil)
+	p := newTestMemory(t, map[string]any{"process": "node"})
 	if _, err := p.Check(ctx); !errors.Is(err, context.Canceled) {
 		t.Errorf("Check on a done context = %v, want context.Canceled", err)
 	}

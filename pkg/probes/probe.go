@@ -87,8 +87,6 @@ type Env struct {
 	// at each check, so a rotated or late secret is picked up.
 	LookupEnv func(string) (string, bool)
 	Logger    *slog.Logger
-	// LegacyBody returns the latest JSON body kept by the legacy http probe (nil when none).
-	LegacyBody func() json.RawMessage
 	// Secrets is the agent's set of resolved secret values (may be nil). A kind adds every secret it
 	// resolves, and hides all of the set's values from the text it keeps, so that a secret sent to one
 	// dependency and echoed by another is hidden too.
