@@ -9,22 +9,16 @@ import (
 	"time"
 
 	"github.com/go-viper/mapstructure/v2"
-	"github.com/spf13/viper"
 )
 
-// decode hands the raw config to viper and decodes it into a Config. Decode errors at a path a probe
-// inherited are left out: they are reported once, at `defaults`.
-func (l *loader) decode(raw map[string]any, inherited []map[string]bool) *Config {
-	v := viper.New()
-	// MergeConfigMap lower-cases keys in place; the raw map stays ours. Matching struct fields is
-	// case-insensitive, and error paths come from the struct tags, so they keep the contract's spelling.
-	if err := v.MergeConfigMap(deepCopy(raw).(map[string]any)); err != nil {
-		l.fail("", "%v", err)
-	}
-	var cfg Config
-	err := v.Unmarshal(&cfg,
-		viper.DecodeHook(mapstructure.DecodeHookFuncType(durationHook)),
-		func(dc *mapstructure.DecoderConfig) { dc.ErrorUnused = true })
+// decode decodes the raw config into a Config. Each probe's kind options are left out and handed to
+// the probe as written: its kind validates them. So is the egress section: decodeEgress lays its
+// defaults route by route and decodes it strictly. Decode errors at a path a probe inherited are left
+// out: they are reported once, at `defaults`.
+func (l *loader) decode(raw map[string]any, probe *schema, inherited []map[string]bool) *Config {
+	cfg, held, err := decodeConfig(raw, func(path, key string) bool {
+		return path == "" && key == "egress" || path == "probes[]" && !probe.known(key)
+	})
 	for _, e := range decodeLeaves(err) {
 		fe := translateDecodeError(e)
 		if isInherited(fe.Path, inherited) {
@@ -32,7 +26,21 @@ func (l *loader) decode(raw map[string]any, inherited []map[string]bool) *Config
 		}
 		l.add(fe)
 	}
-	return &cfg
+	cfg.Egress = l.decodeEgress(held["egress"])
+	options, _ := held["probes"].([]any)
+	for i := range cfg.Probes {
+		if i >= len(inherited) {
+			break
+		}
+		cfg.Probes[i].Options = map[string]any{}
+		if i < len(options) {
+			if o, ok := options[i].(map[string]any); ok {
+				cfg.Probes[i].Options = o
+			}
+		}
+		cfg.Probes[i].inherited = inherited[i]
+	}
+	return cfg
 }
 
 var durationType = reflect.TypeFor[time.Duration]()

@@ -75,21 +75,8 @@ func (r *EgressRoute) BreakerName() string {
 	return r.Name
 }
 
-// popEgress takes the egress section out of raw, so that viper (which lower-cases keys) never sees
-// the header names; decodeEgress decodes it.
-func popEgress(raw map[string]any) any {
-	e, ok := raw["egress"]
-	if !ok {
-		return nil
-	}
-	delete(raw, "egress")
-	if e == nil {
-		return nil
-	}
-	return e
-}
-
-// decodeEgress lays the built-in values under the section's keys and decodes it. Nil: no egress.
+// decodeEgress lays the built-in values under the section's keys, route by route, and decodes it
+// strictly (no weak typing), with header names as written. Nil: no egress.
 func (l *loader) decodeEgress(raw any) *Egress {
 	m, ok := raw.(map[string]any)
 	if !ok {

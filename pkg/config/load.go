@@ -52,7 +52,7 @@ type Loaded struct {
 //
 // The steps, in order: parse the YAML; expand ${VAR} references in scalar values (never in keys, and
 // an expanded value is never parsed as YAML); check every key against the schema; lay the built-in
-// defaults under the file's keys; let each probe inherit `defaults`; decode with viper; validate.
+// defaults under the file's keys; let each probe inherit `defaults`; decode into a Config; validate.
 func Load(name string, data []byte, kinds ProbeKinds, lookupEnv func(string) (string, bool)) (*Loaded, error) {
 	if lookupEnv == nil {
 		lookupEnv = os.LookupEnv
@@ -202,31 +202,9 @@ func (l *loader) build(raw map[string]any) *Config {
 	}
 	mergeUnder(raw, builtinDefaults())
 	defaults, _ := raw["defaults"].(map[string]any)
-
-	probeSchema := s.fields["probes"].sub
 	inherited := make([]map[string]bool, len(probes))
-	options := make([]map[string]any, len(probes))
 	for i, p := range probes {
-		pm := p.(map[string]any)
-		inherited[i] = inherit(pm, defaults)
-		// Options stay out of viper, which would lower-case their keys (header names, for one).
-		options[i] = map[string]any{}
-		for k, v := range pm {
-			if !probeSchema.known(k) {
-				options[i][k] = v
-				delete(pm, k)
-			}
-		}
+		inherited[i] = inherit(p.(map[string]any), defaults)
 	}
-
-	egress := popEgress(raw)
-	cfg := l.decode(raw, inherited)
-	cfg.Egress = l.decodeEgress(egress)
-	for i := range cfg.Probes {
-		if i < len(probes) {
-			cfg.Probes[i].Options = options[i]
-			cfg.Probes[i].inherited = inherited[i]
-		}
-	}
-	return cfg
+	return l.decode(raw, s.fields["probes"].sub, inherited)
 }

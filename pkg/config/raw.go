@@ -15,7 +15,7 @@ import (
 
 // schema is the set of keys a config mapping may hold, derived from the mapstructure tags.
 type schema struct {
-	fields map[string]*field // by lower-cased key: keys match case-insensitively, as in viper
+	fields map[string]*field // by lower-cased key: keys match case-insensitively
 	names  []string          // canonical keys in declaration order, for messages
 	open   bool              // unknown keys are kept (a probe's kind-specific options)
 }
@@ -186,12 +186,13 @@ func (l *loader) splitBreaker(probe map[string]any, path string) {
 	}
 }
 
-// mergeUnder sets every key of base that dst lacks, merging nested mappings key by key.
+// mergeUnder sets every key of base that dst lacks, merging nested mappings key by key. base's values
+// are laid as they are, not copied: nothing changes a laid value afterwards.
 func mergeUnder(dst, base map[string]any) {
 	for k, bv := range base {
 		dv, ok := dst[k]
 		if !ok {
-			dst[k] = deepCopy(bv)
+			dst[k] = bv
 			continue
 		}
 		dm, ok1 := dv.(map[string]any)
@@ -204,13 +205,13 @@ func mergeUnder(dst, base map[string]any) {
 
 // inherit gives probe every key of defaults it does not set, merging retry, breaker and rateLimit key
 // by key. It returns the keys the probe inherited ("interval", "retry.backoff", or "retry" when the
-// probe had no retry at all).
+// probe had no retry at all). Like mergeUnder, it shares the values of defaults rather than copying them.
 func inherit(probe, defaults map[string]any) map[string]bool {
 	inherited := map[string]bool{}
 	for k, dv := range defaults {
 		pv, ok := probe[k]
 		if !ok {
-			probe[k] = deepCopy(dv)
+			probe[k] = dv
 			inherited[k] = true
 			continue
 		}
@@ -221,7 +222,7 @@ func inherit(probe, defaults map[string]any) map[string]bool {
 		}
 		for sk, sv := range dm {
 			if _, ok := pm[sk]; !ok {
-				pm[sk] = deepCopy(sv)
+				pm[sk] = sv
 				inherited[k+"."+sk] = true
 			}
 		}
@@ -249,26 +250,6 @@ func normalize(v any) any {
 			x[i] = normalize(e)
 		}
 		return x
-	default:
-		return v
-	}
-}
-
-// deepCopy copies mappings and lists, so the copies can be changed (viper lower-cases keys in place).
-func deepCopy(v any) any {
-	switch x := v.(type) {
-	case map[string]any:
-		m := make(map[string]any, len(x))
-		for k, e := range x {
-			m[k] = deepCopy(e)
-		}
-		return m
-	case []any:
-		l := make([]any, len(x))
-		for i, e := range x {
-			l[i] = deepCopy(e)
-		}
-		return l
 	default:
 		return v
 	}
