@@ -26,6 +26,7 @@ import (
 	"github.com/prometheus/common/model"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/health-agent/health-agent/internal/testkit"
 	"github.com/health-agent/health-agent/pkg/agent"
 	"github.com/health-agent/health-agent/pkg/breakers"
 	"github.com/health-agent/health-agent/pkg/probes"
@@ -90,19 +91,10 @@ func scrapeAgent(t *testing.T) map[string]*dto.MetricFamily {
 			t.Errorf("agent: %v", err)
 		}
 	})
-	deadline := time.After(60 * time.Second)
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	opened := func() bool {
-		return slices.ContainsFunc(a.Monitor().Snapshot().Breakers, func(b breakers.Stats) bool { return b.State == breakers.Open })
-	}
-	for a.Addr() == "" || !opened() {
-		select {
-		case <-deadline:
-			t.Fatal("agent did not serve with an opened breaker within 60s")
-		case <-tick.C:
-		}
-	}
+	testkit.Eventually(t, 60*time.Second, func() bool {
+		return a.Addr() != "" &&
+			slices.ContainsFunc(a.Monitor().Snapshot().Breakers, func(b breakers.Stats) bool { return b.State == breakers.Open })
+	}, "the agent serving with an opened breaker")
 	url := "http://" + a.Addr() + "/metrics"
 	if resp, err := http.Get(url); err != nil {
 		t.Fatal(err)

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/health-agent/health-agent/internal/testkit"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -175,13 +177,7 @@ func TestCloseReleasesHeldRequests(t *testing.T) {
 				c.CloseIdleConnections()
 				got <- r
 			}()
-			deadline := time.Now().Add(10 * time.Second)
-			for s.Requests() == 0 {
-				if time.Now().After(deadline) {
-					t.Fatal("request never arrived")
-				}
-				time.Sleep(time.Millisecond) // polling interval
-			}
+			testkit.Eventually(t, 10*time.Second, func() bool { return s.Requests() > 0 }, "the request arrived")
 			closed := make(chan error, 1)
 			go func() { closed <- s.Close() }()
 			select {

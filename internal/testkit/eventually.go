@@ -12,11 +12,27 @@ const pollEvery = 10 * time.Millisecond
 // Eventually asks cond every few milliseconds until it returns true, and fails the test with msg
 // (formatted with args) when it has not within timeout. It is the tests' one way to wait for something
 // another goroutine or process does: never a sleep of a guessed length. Call it from the test's own
-// goroutine (it calls t.Fatalf).
+// goroutine (it calls t.Fatalf). An arg that is a fmt.Stringer, such as a *SyncBuffer holding a child's
+// log, is formatted at the failure, so the message shows its last content.
 func Eventually(t testing.TB, timeout time.Duration, cond func() bool, msg string, args ...any) {
 	t.Helper()
 	if !Poll(timeout, cond) {
 		t.Fatalf("not within %s: %s", timeout, fmt.Sprintf(msg, args...))
+	}
+}
+
+// EventuallyState is Eventually for a condition that also describes what it saw (a count, a status,
+// the last error): the failure message ends with the last description, so it tells how far the wait
+// got. cond returns whether it holds, and the description.
+func EventuallyState(t testing.TB, timeout time.Duration, cond func() (bool, string), msg string, args ...any) {
+	t.Helper()
+	var state string
+	if !Poll(timeout, func() bool {
+		var ok bool
+		ok, state = cond()
+		return ok
+	}) {
+		t.Fatalf("not within %s: %s; last: %s", timeout, fmt.Sprintf(msg, args...), state)
 	}
 }
 

@@ -1,6 +1,9 @@
 package testkit
 
 import (
+	"fmt"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -29,23 +32,45 @@ type fatalRecorder struct {
 	msg string
 }
 
-func (f *fatalRecorder) Helper() {}
-func (f *fatalRecorder) Fatalf(format string, args ...any) {
-	f.msg = format
-	if len(args) > 0 {
-		f.msg = args[len(args)-1].(string)
-	}
-}
+func (f *fatalRecorder) Helper()                           {}
+func (f *fatalRecorder) Fatalf(format string, args ...any) { f.msg = fmt.Sprintf(format, args...) }
 
 func TestEventuallyFailsWithItsMessage(t *testing.T) {
 	rec := &fatalRecorder{TB: t}
-	Eventually(rec, 20*time.Millisecond, func() bool { return false }, "the %s answered", "agent")
-	if rec.msg != "the agent answered" {
-		t.Errorf("Fatalf message %q, want the formatted msg", rec.msg)
+	var log SyncBuffer
+	log.Write([]byte("started"))
+	Eventually(rec, 20*time.Millisecond, func() bool {
+		log.Write([]byte(", asked"))
+		return false
+	}, "the %s answered; log: %s", "agent", &log)
+	// The log as it was at the failure, not when Eventually was called.
+	if !strings.HasPrefix(rec.msg, "not within 20ms: the agent answered; log: started, asked, asked") {
+		t.Errorf("Fatalf message %q, want the timeout, the formatted msg and the log's last content", rec.msg)
 	}
 	rec.msg = ""
 	Eventually(rec, time.Second, func() bool { return true }, "never shown")
 	if rec.msg != "" {
 		t.Errorf("a condition that held failed the test: %q", rec.msg)
+	}
+}
+
+func TestEventuallyStateShowsTheLastState(t *testing.T) {
+	rec := &fatalRecorder{TB: t}
+	var n atomic.Int32
+	EventuallyState(rec, 50*time.Millisecond, func() (bool, string) {
+		return false, strconv.Itoa(int(n.Add(1))) + " requests"
+	}, "%d requests", 1000)
+	asked := n.Load()
+	if want := fmt.Sprintf("not within 50ms: 1000 requests; last: %d requests", asked); rec.msg != want || asked < 2 {
+		t.Errorf("Fatalf message %q after %d asks, want %q: the description of the last ask", rec.msg, asked, want)
+	}
+
+	rec.msg = ""
+	n.Store(0)
+	EventuallyState(rec, 30*time.Second, func() (bool, string) {
+		return n.Add(1) == 3, "never shown"
+	}, "never shown")
+	if rec.msg != "" || n.Load() != 3 {
+		t.Errorf("a condition that held at the third ask: %d asks, failure %q; want 3 and none", n.Load(), rec.msg)
 	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/failsafe-go/failsafe-go/circuitbreaker"
 
+	"github.com/health-agent/health-agent/internal/testkit"
 	"github.com/health-agent/health-agent/pkg/config"
 	"github.com/health-agent/health-agent/pkg/probes"
 )
@@ -176,7 +177,7 @@ func TestOpenBreakerReportsRetryDueWithoutACall(t *testing.T) {
 	}
 	hits := dep.hits.Load()
 
-	waitFor(t, "the retry to be due", func() bool { return br.Stats().RetryDue })
+	testkit.Eventually(t, 15*time.Second, func() bool { return br.Stats().RetryDue }, "the retry due")
 	s := br.Stats()
 	if s.State != Open || s.RemainingDelay != 0 {
 		t.Errorf("state %s, remaining %s: want OPEN (failsafe half-opens lazily) with nothing remaining", s.State, s.RemainingDelay)
@@ -218,7 +219,7 @@ func TestHalfOpen(t *testing.T) {
 			_, br := oneBreaker(t, pol, tr.add)
 			p := Guard(dep.probe(), pol, br, nil, GuardOptions{})
 			openBreaker(t, dep, p, br)
-			waitFor(t, "the retry to be due", func() bool { return br.Stats().RetryDue })
+			testkit.Eventually(t, 15*time.Second, func() bool { return br.Stats().RetryDue }, "the retry due")
 
 			for i, a := range tt.trials {
 				dep.set(a)
@@ -266,12 +267,12 @@ func TestHalfOpenRejectsBeyondTrialPermits(t *testing.T) {
 	_, br := oneBreaker(t, pol, nil)
 	p := Guard(dep.probe(), pol, br, nil, GuardOptions{})
 	openBreaker(t, dep, p, br)
-	waitFor(t, "the retry to be due", func() bool { return br.Stats().RetryDue })
+	testkit.Eventually(t, 15*time.Second, func() bool { return br.Stats().RetryDue }, "the retry due")
 
 	dep.set(answerBlock)
 	hits := dep.hits.Load()
 	trial := async(t.Context(), p)
-	waitFor(t, "the trial to reach the dependency", func() bool { return dep.hits.Load() == hits+1 })
+	testkit.Eventually(t, 15*time.Second, func() bool { return dep.hits.Load() == hits+1 }, "the trial reached the dependency")
 
 	_, err := p.Check(t.Context())
 	var rej *RejectedError

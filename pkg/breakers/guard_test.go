@@ -13,6 +13,7 @@ import (
 	"github.com/failsafe-go/failsafe-go/ratelimiter"
 	"github.com/failsafe-go/failsafe-go/timeout"
 
+	"github.com/health-agent/health-agent/internal/testkit"
 	"github.com/health-agent/health-agent/pkg/config"
 	"github.com/health-agent/health-agent/pkg/probes"
 )
@@ -189,7 +190,7 @@ func TestCallerCancellation(t *testing.T) {
 
 		ctx, cancel := context.WithCancel(t.Context())
 		ch := async(ctx, Guard(dep.probe(), pol, br, nil, GuardOptions{}))
-		waitFor(t, "the request", func() bool { return dep.hits.Load() == 1 })
+		testkit.Eventually(t, 15*time.Second, func() bool { return dep.hits.Load() == 1 }, "the request reached the dependency")
 		cancel()
 		if o := await(t, ch); !errors.Is(o.err, context.Canceled) {
 			t.Errorf("err = %v, want context.Canceled", o.err)
@@ -209,7 +210,7 @@ func TestCallerCancellation(t *testing.T) {
 
 		ctx, cancel := context.WithCancel(t.Context())
 		ch := async(ctx, Guard(dep.probe(), pol, br, nil, GuardOptions{}))
-		waitFor(t, "the first failure", func() bool { return br.Stats().Failures == 1 })
+		testkit.Eventually(t, 15*time.Second, func() bool { return br.Stats().Failures == 1 }, "the first failure counted")
 		cancel()
 		if o := await(t, ch); !errors.Is(o.err, context.Canceled) {
 			t.Errorf("err = %v, want context.Canceled", o.err)
@@ -226,13 +227,13 @@ func TestCallerCancellation(t *testing.T) {
 		_, br := oneBreaker(t, pol, nil)
 		p := Guard(dep.probe(), pol, br, nil, GuardOptions{})
 		openBreaker(t, dep, p, br)
-		waitFor(t, "the retry to be due", func() bool { return br.Stats().RetryDue })
+		testkit.Eventually(t, 15*time.Second, func() bool { return br.Stats().RetryDue }, "the retry due")
 
 		dep.set(answerHang)
 		hits := dep.hits.Load()
 		ctx, cancel := context.WithCancel(t.Context())
 		ch := async(ctx, p)
-		waitFor(t, "the trial request", func() bool { return dep.hits.Load() == hits+1 })
+		testkit.Eventually(t, 15*time.Second, func() bool { return dep.hits.Load() == hits+1 }, "the trial request reached the dependency")
 		cancel()
 		await(t, ch)
 		s := br.Stats()
@@ -307,7 +308,7 @@ func TestBulkheadBoundsConcurrency(t *testing.T) {
 	for i := range callers {
 		results = append(results, async(t.Context(), guardedProbes[i%2]))
 	}
-	waitFor(t, "the bulkhead to fill", func() bool { return inFlight.Load() == limit })
+	testkit.Eventually(t, 15*time.Second, func() bool { return inFlight.Load() == limit }, "%d calls in the bulkhead", limit)
 	if bh.TryAcquirePermit() {
 		bh.ReleasePermit()
 		t.Fatal("bulkhead has a free permit while the limit is in flight")

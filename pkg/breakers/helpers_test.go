@@ -143,20 +143,6 @@ func oneBreaker(t *testing.T, pol config.Policy, onTransition func(Transition)) 
 	return reg, br
 }
 
-// waitFor polls cond until it holds, failing the test after a generous deadline.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		<-tick.C
-	}
-}
-
 // transitions collects onTransition calls.
 type transitions struct {
 	mu   sync.Mutex

@@ -2,6 +2,7 @@ package egress
 
 import (
 	"encoding/pem"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/health-agent/health-agent/internal/testkit"
 	"github.com/health-agent/health-agent/pkg/breakers"
 	"github.com/health-agent/health-agent/pkg/config"
 )
@@ -29,13 +31,10 @@ func TestHalfOpenLetsOnlyTheTrialThrough(t *testing.T) {
 	for range 2 {
 		h.do(t, "GET", "/mcp/x", nil)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for b.Stats().State != breakers.Open || b.RetryIn() > 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("breaker %+v never came due for a trial", b.Stats())
-		}
-		time.Sleep(5 * time.Millisecond) // polling the breaker's state
-	}
+	testkit.EventuallyState(t, 10*time.Second, func() (bool, string) {
+		s := b.Stats()
+		return s.State == breakers.Open && b.RetryIn() <= 0, fmt.Sprintf("%+v", s)
+	}, "the open breaker due for a trial")
 
 	up.set(func(w http.ResponseWriter, r *http.Request) {
 		arrived <- struct{}{}

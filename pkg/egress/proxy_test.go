@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/health-agent/health-agent/internal/testkit"
 	"github.com/health-agent/health-agent/pkg/config"
 )
 
@@ -281,13 +282,10 @@ func TestAppGoneIsNotAFailure(t *testing.T) {
 		t.Fatalf("client error %v", err)
 	}
 	// The handler finishes after the client left; wait for the request to be counted.
-	deadline := time.Now().Add(10 * time.Second)
-	for counterValue(t, h.proxy.metrics.requests.WithLabelValues("mcp", "499")) != 1 {
-		if time.Now().After(deadline) {
-			t.Fatal("the abandoned request was never counted")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testkit.EventuallyState(t, 10*time.Second, func() (bool, string) {
+		n := counterValue(t, h.proxy.metrics.requests.WithLabelValues("mcp", "499"))
+		return n == 1, fmt.Sprintf("requests{route=mcp,code=499} %v", n)
+	}, "the abandoned request counted")
 	if s := h.breakers.Get("mcp").Stats(); s.Failures != 0 || s.Executions != 0 {
 		t.Errorf("breaker counted the abandoned call: %+v", s)
 	}

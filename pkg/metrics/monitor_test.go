@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/health-agent/health-agent/internal/testkit"
 	"github.com/health-agent/health-agent/pkg/config"
 	"github.com/health-agent/health-agent/pkg/metrics"
 	"github.com/health-agent/health-agent/pkg/monitor"
@@ -41,24 +42,19 @@ func loadedConfig(sha string, ps ...config.Probe) *config.Loaded {
 	}
 }
 
-// eventually scrapes until cond holds for the parsed families, or fails after a generous deadline.
+// eventually scrapes until cond holds for the parsed families and returns them, or fails after a
+// generous deadline with cond's last error.
 func eventually(t *testing.T, url, what string, cond func(families) error) families {
 	t.Helper()
-	deadline := time.After(30 * time.Second)
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		f := scrape(t, url)
-		err := cond(f)
-		if err == nil {
-			return f
+	var f families
+	testkit.EventuallyState(t, 30*time.Second, func() (bool, string) {
+		f = scrape(t, url)
+		if err := cond(f); err != nil {
+			return false, err.Error()
 		}
-		select {
-		case <-deadline:
-			t.Fatalf("%s: %v", what, err)
-		case <-tick.C:
-		}
-	}
+		return true, ""
+	}, "%s", what)
+	return f
 }
 
 func want(f families, name string, labels map[string]string, v float64) error {

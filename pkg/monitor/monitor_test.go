@@ -13,6 +13,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/health-agent/health-agent/internal/testkit"
 	"github.com/health-agent/health-agent/pkg/config"
 	"github.com/health-agent/health-agent/pkg/probes"
 )
@@ -154,21 +155,20 @@ func start(t *testing.T, w *world, l *config.Loaded) *Monitor {
 	return m
 }
 
-// waitFor polls the monitor's snapshot until cond holds, or fails the test after a generous deadline.
+// waitFor polls the monitor's snapshot until cond holds and returns the snapshot that held, or fails the
+// test after a generous deadline showing the last snapshot's checks.
 func waitFor(t *testing.T, m *Monitor, what string, cond func(*Snapshot) bool) *Snapshot {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		s := m.Snapshot()
+	var s *Snapshot
+	testkit.EventuallyState(t, 15*time.Second, func() (bool, string) {
+		s = m.Snapshot()
 		if cond(s) {
-			return s
+			return true, ""
 		}
-		if time.Now().After(deadline) {
-			b, _ := json.MarshalIndent(s.Checks, "", " ")
-			t.Fatalf("timed out waiting for %s; checks: %s", what, b)
-		}
-		time.Sleep(5 * time.Millisecond) // polling interval, not a wait for an event
-	}
+		b, _ := json.MarshalIndent(s.Checks, "", " ")
+		return false, "checks: " + string(b)
+	}, "%s", what)
+	return s
 }
 
 func status(s *Snapshot, name string) probes.Status {

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/health-agent/health-agent/internal/testkit"
 	"github.com/health-agent/health-agent/pkg/config"
 	"github.com/health-agent/health-agent/pkg/probes"
 )
@@ -51,13 +52,10 @@ func runMonitor(t *testing.T, m *Monitor) {
 
 func waitHealthy(t *testing.T, m *Monitor, within time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for s := m.Snapshot(); s.Overall != probes.Healthy || s.Starting; s = m.Snapshot() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not healthy within %s: overall %s", within, s.Overall)
-		}
-		time.Sleep(time.Millisecond) // polling interval
-	}
+	testkit.EventuallyState(t, within, func() (bool, string) {
+		s := m.Snapshot()
+		return s.Overall == probes.Healthy && !s.Starting, fmt.Sprintf("overall %s, starting %t", s.Overall, s.Starting)
+	}, "healthy")
 }
 
 // TestVerdictChangePublishedWithoutTick: a verdict change is published by the execution that made it
@@ -102,13 +100,8 @@ func TestChangesCoalesced(t *testing.T) {
 	waitHealthy(t, m, 15*time.Second)
 
 	s0, n0 := m.Snapshot(), executions.Load()
-	deadline := time.Now().Add(15 * time.Second)
-	for m.Snapshot() == s0 {
-		if time.Now().After(deadline) {
-			t.Fatal("executions that kept the verdict were never shown")
-		}
-		time.Sleep(time.Millisecond) // polling interval
-	}
+	testkit.Eventually(t, 15*time.Second, func() bool { return m.Snapshot() != s0 },
+		"executions that kept the verdict shown in a new snapshot")
 	s1, n1 := m.Snapshot(), executions.Load()
 	if gap := s1.At.Sub(s0.At); gap < every {
 		t.Errorf("a snapshot came %s after the last one; want at least %s", gap, every)

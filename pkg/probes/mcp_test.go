@@ -19,6 +19,7 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/health-agent/health-agent/internal/testkit"
 	"github.com/health-agent/health-agent/pkg/config"
 )
 
@@ -176,13 +177,10 @@ func (ts *mcpTestServer) sessions() int {
 // waitNoSessions polls until the server holds no session: closing is asynchronous on the server side.
 func (ts *mcpTestServer) waitNoSessions(t *testing.T) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for ts.sessions() > 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("server still holds %d session(s) after the check", ts.sessions())
-		}
-		time.Sleep(10 * time.Millisecond) // polling a condition, not waiting for time to pass
-	}
+	testkit.EventuallyState(t, 20*time.Second, func() (bool, string) {
+		n := ts.sessions()
+		return n == 0, fmt.Sprintf("%d session(s)", n)
+	}, "the server holds no session after the check")
 }
 
 // TestMCPSessionCountSeesSessions proves waitNoSessions is not vacuous: an unclosed client session is

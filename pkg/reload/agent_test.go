@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/health-agent/health-agent/internal/testkit"
 	"github.com/health-agent/health-agent/pkg/agent"
 	"github.com/health-agent/health-agent/pkg/breakers"
 	"github.com/health-agent/health-agent/pkg/monitor"
@@ -128,13 +129,13 @@ func TestWatchReloadsAgent(t *testing.T) {
 			path, update := u.setup(t, v1)
 			a := runAgent(t, path)
 
-			waitUntil(t, "the dead dependency's breaker open", func() bool { return breakerOf(a, "dead").State == breakers.Open })
+			testkit.Eventually(t, waitFor, func() bool { return breakerOf(a, "dead").State == breakers.Open }, "the dead dependency's breaker open")
 			opened := breakerOf(a, "dead")
 			connsAtOpen := dead.conns.Load()
 
 			// A valid config: applied, and the dead probe, unchanged, keeps its open breaker.
 			update(t, v2)
-			waitUntil(t, "v2 applied", func() bool { return snap(a).Config.SHA256 == sum(v2) })
+			testkit.Eventually(t, waitFor, func() bool { return snap(a).Config.SHA256 == sum(v2) }, "v2 applied")
 			s := snap(a)
 			if s.Check("extra") == nil || !s.Config.LastReload.Success {
 				t.Fatalf("v2 not applied: probes %v, last reload %+v", names(s), s.Config.LastReload)
@@ -146,23 +147,23 @@ func TestWatchReloadsAgent(t *testing.T) {
 			if c := s.Check("dead"); c.Status != probes.Unhealthy {
 				t.Fatalf("the dead probe is %s (%s) after the reload, want unhealthy", c.Status, c.Reason)
 			}
-			waitUntil(t, "the extra probe healthy", func() bool {
+			testkit.Eventually(t, waitFor, func() bool {
 				c := snap(a).Check("extra")
 				return c != nil && c.Status == probes.Healthy
-			})
+			}, "the extra probe healthy")
 
 			// An invalid config: rejected, reported by the config check, the running config goes on.
 			update(t, []byte(invalidConfig))
-			waitUntil(t, "the config check degraded", func() bool {
+			testkit.Eventually(t, waitFor, func() bool {
 				c := snap(a).Check("config")
 				return c != nil && c.Status == probes.Degraded
-			})
+			}, "the config check degraded")
 			s = snap(a)
 			if s.Config.SHA256 != sum(v2) || s.Config.LastReload.Success || s.Check("x") != nil || s.Check("extra") == nil {
 				t.Fatalf("the invalid config replaced the running one: %+v, probes %v", s.Config, names(s))
 			}
 			hits := liveHits.Load()
-			waitUntil(t, "the live probe still running", func() bool { return liveHits.Load() > hits+2 })
+			testkit.Eventually(t, waitFor, func() bool { return liveHits.Load() > hits+2 }, "the live probe still running")
 			if s := snap(a); !s.Ready() {
 				t.Fatalf("not ready after a rejected reload: live is %s (%s)", s.Check("live").Status, s.Check("live").Reason)
 			}
@@ -170,21 +171,21 @@ func TestWatchReloadsAgent(t *testing.T) {
 			// A rollback to the running config: nothing to apply, but the config check is healthy again,
 			// since the file no longer holds the rejected config.
 			update(t, v2)
-			waitUntil(t, "the config check healthy after the rollback", func() bool {
+			testkit.Eventually(t, waitFor, func() bool {
 				c := snap(a).Check("config")
 				return c != nil && c.Status == probes.Healthy
-			})
+			}, "the config check healthy after the rollback")
 			if s := snap(a); s.Config.SHA256 != sum(v2) || !s.Config.LastReload.Success {
 				t.Fatalf("after the rollback: %+v", s.Config)
 			}
 
 			// A fix: applied, the config check healthy again, the breaker still untouched.
 			update(t, v3)
-			waitUntil(t, "v3 applied and the config check healthy", func() bool {
+			testkit.Eventually(t, waitFor, func() bool {
 				s := snap(a)
 				c := s.Check("config")
 				return s.Config.SHA256 == sum(v3) && c != nil && c.Status == probes.Healthy
-			})
+			}, "v3 applied and the config check healthy")
 			if s := snap(a); s.Check("extra") != nil {
 				t.Fatalf("v3 dropped the extra probe, yet it is still there: %v", names(s))
 			}
@@ -233,7 +234,7 @@ func runAgent(t *testing.T, path string) *agent.Agent {
 			}
 		}
 	})
-	waitUntil(t, "listening", func() bool { return a.Addr() != "" })
+	testkit.Eventually(t, waitFor, func() bool { return a.Addr() != "" }, "the agent listening")
 	return a
 }
 
@@ -259,15 +260,4 @@ func names(s *monitor.Snapshot) []string {
 func sum(b []byte) string {
 	s := sha256.Sum256(b)
 	return hex.EncodeToString(s[:])
-}
-
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(waitFor)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", waitFor, what)
-		}
-		time.Sleep(5 * time.Millisecond) // polling with a deadline
-	}
 }

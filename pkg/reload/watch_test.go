@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/health-agent/health-agent/internal/testkit"
 	"github.com/health-agent/health-agent/pkg/reload"
 )
 
@@ -105,17 +106,16 @@ func (r *recorder) count(line string) int {
 	return n
 }
 
+// String is the log so far, for a failure message.
+func (r *recorder) String() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return fmt.Sprintf("%q", r.msgs)
+}
+
 func (r *recorder) waitFor(t *testing.T, line string, n int) {
 	t.Helper()
-	deadline := time.Now().Add(waitFor)
-	for r.count(line) < n {
-		if time.Now().After(deadline) {
-			r.mu.Lock()
-			defer r.mu.Unlock()
-			t.Fatalf("no %d× %q logged within %s; log: %q", n, line, waitFor, r.msgs)
-		}
-		time.Sleep(10 * time.Millisecond) // polling with a deadline
-	}
+	testkit.Eventually(t, waitFor, func() bool { return r.count(line) >= n }, "%d× %q logged; log: %s", n, line, r)
 }
 
 // watching runs Watch on path until the test ends and returns its notifications and log.
@@ -139,13 +139,9 @@ func watching(t *testing.T, path string, opts reload.Options) (<-chan struct{}, 
 		}
 	})
 	// Change nothing before the watch is in place: a test of inotify must not pass by the start check.
-	deadline := time.Now().Add(waitFor)
-	for rec.count("watching the config file")+rec.count("cannot watch the config directory, polling it instead") == 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("the watcher did not start within %s", waitFor)
-		}
-		time.Sleep(5 * time.Millisecond) // polling with a deadline
-	}
+	testkit.Eventually(t, waitFor, func() bool {
+		return rec.count("watching the config file")+rec.count("cannot watch the config directory, polling it instead") > 0
+	}, "the watcher started; log: %s", rec)
 	return notes, rec
 }
 

@@ -372,13 +372,16 @@ func (w *watcher) snapshot(t *testing.T) *state {
 // waitFor polls the agent until cond holds, and fails the test with the last state if it never does.
 func (w *watcher) waitFor(t *testing.T, what string, cond func(*state) error) *state {
 	t.Helper()
-	var last *state
-	err := poll(t.Context(), within, func() error {
+	var (
+		last *state
+		err  error
+	)
+	if !testkit.Poll(within, func() bool {
 		last = w.snapshot(t)
-		return cond(last)
-	})
-	if err != nil {
-		t.Fatalf("%s: %v\n%s\nagent log (tail): %s", what, err, last, w.redact(tail(w.logs.String(), 3000)))
+		err = cond(last)
+		return err == nil
+	}) {
+		t.Fatalf("%s: not within %s: %v\n%s\nagent log (tail): %s", what, within, err, last, w.redact(tail(w.logs.String(), 3000)))
 	}
 	return last
 }

@@ -3,7 +3,6 @@
 package e2e
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -30,15 +29,13 @@ func startAppProcess(t *testing.T, cleanup func(func()), bin, name string) *test
 	cmd.Args[0] = "sleep" // argv[0] for a multi-call binary (busybox); /proc/<pid>/comm is still name
 	p := testkit.StartProcess(t, cleanup, cmd)
 	comm := fmt.Sprintf("/proc/%d/comm", cmd.Process.Pid)
-	if err := poll(t.Context(), 10*time.Second, func() error {
+	testkit.EventuallyState(t, 10*time.Second, func() (bool, string) {
 		b, err := os.ReadFile(comm)
-		if err == nil && strings.TrimSpace(string(b)) != name {
-			err = fmt.Errorf("%s is %q, want %q", comm, b, name)
+		if err != nil {
+			return false, err.Error()
 		}
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
+		return strings.TrimSpace(string(b)) == name, fmt.Sprintf("%q", b)
+	}, "%s is %q", comm, name)
 	return p
 }
 
@@ -75,20 +72,22 @@ func startAgent(t *testing.T, bin, cfg string, env []string) *agentProc {
 	a := &agentProc{base: "http://" + addr, stderr: &testkit.SyncBuffer{}}
 	cmd.Stdout, cmd.Stderr = a.stderr, a.stderr
 	a.Process = testkit.StartProcess(t, t.Cleanup, cmd)
-	err := poll(t.Context(), 30*time.Second, func() error {
+	var err error // why the agent does not serve (yet)
+	if !testkit.Poll(30*time.Second, func() bool {
 		select {
 		case <-a.Exited():
-			return fmt.Errorf("%w: agent exited: %v", errGiveUp, a.Err())
+			err = fmt.Errorf("agent exited: %v", a.Err())
+			return true
 		default:
 		}
-		code, _, err := get(a.base + "/livez")
+		var code int
+		code, _, err = get(a.base + "/livez")
 		if err == nil && code != http.StatusOK {
 			err = fmt.Errorf("/livez: HTTP %d", code)
 		}
-		return err
-	})
-	if err != nil {
-		t.Fatalf("agent on %s: %v\nagent log (tail): %s", addr, err, tail(a.stderr.String(), 4000))
+		return err == nil
+	}) || err != nil {
+		t.Fatalf("agent on %s not serving (waited up to 30s): %v\nagent log (tail): %s", addr, err, tail(a.stderr.String(), 4000))
 	}
 	return a
 }
@@ -113,29 +112,6 @@ func (a *agentProc) terminate(t *testing.T, within time.Duration) int {
 		t.Fatalf("agent: %v", err)
 	}
 	return 0
-}
-
-// errGiveUp makes poll stop at once.
-var errGiveUp = errors.New("giving up")
-
-// poll calls cond until it returns nil, returns an error wrapping errGiveUp, or within passes; then it
-// returns cond's last error.
-func poll(ctx context.Context, within time.Duration, cond func() error) error {
-	ctx, cancel := context.WithTimeout(ctx, within)
-	defer cancel()
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		err := cond()
-		if err == nil || errors.Is(err, errGiveUp) {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("not within %s: %w", within, err)
-		case <-tick.C:
-		}
-	}
 }
 
 var client = &http.Client{Timeout: 10 * time.Second}

@@ -150,13 +150,13 @@ func TestEgressMCPSessionThroughTheProxy(t *testing.T) {
 	if err := cs.Close(); err != nil { // DELETE on the session
 		t.Fatalf("close: %v", err)
 	}
-	eventually(t, 20*time.Second, "the server to drop the session", func() (bool, string) {
+	testkit.EventuallyState(t, 20*time.Second, func() (bool, string) {
 		n := 0
 		for range server.Sessions() {
 			n++
 		}
 		return n == 0, fmt.Sprintf("%d sessions", n)
-	})
+	}, "the server dropped the session")
 	s := h.agent.Monitor().Breakers().Get("mcp-client").Stats()
 	for _, e := range s.History {
 		if e.Outcome != "success" || e.Source != "route:mcp" {
@@ -310,7 +310,7 @@ egress:
 			t.Fatalf("read %d of %d bytes: %v", got, n, err)
 		}
 	}
-	eventually(t, 30*time.Second, "the egress proxy to listen", func() (bool, string) {
+	testkit.EventuallyState(t, 30*time.Second, func() (bool, string) {
 		select {
 		case <-proc.Exited():
 			t.Fatalf("agent exited: %v\n%s", proc.Err(), logs.String())
@@ -322,7 +322,7 @@ egress:
 		}
 		resp.Body.Close()
 		return resp.StatusCode == 404, resp.Status
-	})
+	}, "the egress proxy listening")
 	fetch(1 << 20) // warm up: connections, buffers, the runtime's first growth
 
 	before := procStatus(t, pid, "VmRSS")

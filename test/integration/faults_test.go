@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/health-agent/health-agent/internal/chaos"
+	"github.com/health-agent/health-agent/internal/testkit"
 )
 
 // faultConfig: one critical http probe on a chaos dependency, with short intervals and a breaker that
@@ -86,9 +87,9 @@ func TestFaultModes(t *testing.T) {
 			dep.Set(tt.mode)
 			s := h.sample("/readyz", "/api/health")
 			if tt.healthy {
-				eventually(t, 20*time.Second, "a few executions in this mode", func() (bool, string) {
+				testkit.EventuallyState(t, 20*time.Second, func() (bool, string) {
 					return dep.Requests() >= before+5, fmt.Sprint(dep.Requests() - before)
-				})
+				}, "a few executions in this mode")
 				h.waitView("dep", "healthy", healthyView)
 			} else {
 				v := h.waitView("dep", "unhealthy with its breaker open", func(v view) bool {
@@ -103,11 +104,11 @@ func TestFaultModes(t *testing.T) {
 				}
 				t.Logf("%s", v)
 			}
-			eventually(t, 20*time.Second, "enough latency samples", func() (bool, string) {
+			testkit.EventuallyState(t, 20*time.Second, func() (bool, string) {
 				s.mu.Lock()
 				defer s.mu.Unlock()
 				return len(s.lat) >= 100, fmt.Sprint(len(s.lat))
-			})
+			}, "enough latency samples")
 			l := s.finish()
 			assertResponsive(t, tt.name, l, 100)
 			if tt.healthy && len(l.failed) > 0 {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/health-agent/health-agent/internal/chaos"
+	"github.com/health-agent/health-agent/internal/testkit"
 )
 
 // flapConfig: no retries (each execution is one request, so the dependency's alternation is the
@@ -47,9 +48,9 @@ func TestFlappingDoesNotFlipReadiness(t *testing.T) {
 			dep.Set(chaos.Flapping(1)) // ok, 500, ok, 500, …
 			before := dep.Requests()
 			s := h.sample("/readyz")
-			eventually(t, 30*time.Second, "40 flapping executions", func() (bool, string) {
+			testkit.EventuallyState(t, 30*time.Second, func() (bool, string) {
 				return dep.Requests()-before >= 40, fmt.Sprint(dep.Requests() - before)
-			})
+			}, "40 flapping executions")
 			l := s.finish()
 			end := h.view("dep")
 			t.Logf("readyz %v; transitions %v -> %v, flaps %v -> %v", l.codes, start.transitions, end.transitions, start.flaps, end.flaps)

@@ -23,6 +23,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/health-agent/health-agent/internal/chaos"
+	"github.com/health-agent/health-agent/internal/testkit"
 	"github.com/health-agent/health-agent/pkg/agent"
 )
 
@@ -183,14 +184,14 @@ func startAgent(t *testing.T, s setup) *harness {
 		h.logs.assertClean(t)
 		h.wire.assertClean(t)
 	})
-	eventually(t, 20*time.Second, "the agent listens", func() (bool, string) {
+	testkit.EventuallyState(t, 20*time.Second, func() (bool, string) {
 		select {
 		case err := <-h.done:
 			t.Fatalf("agent stopped: %v", err)
 		default:
 		}
 		return a.Addr() != "", ""
-	})
+	}, "the agent listening")
 	h.base = "http://" + a.Addr()
 	return h
 }
@@ -318,27 +319,11 @@ func (h *harness) view(probe string) view {
 func (h *harness) waitView(probe, what string, want func(view) bool) view {
 	h.t.Helper()
 	var last view
-	eventually(h.t, 20*time.Second, what, func() (bool, string) {
+	testkit.EventuallyState(h.t, 20*time.Second, func() (bool, string) {
 		last = h.view(probe)
 		return want(last), last.String()
-	})
+	}, "%s: %s", probe, what)
 	return last
-}
-
-// eventually polls cond until it holds or the deadline passes; cond's string describes the last state.
-func eventually(t *testing.T, within time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s; last: %s", within, what, state)
-		}
-		time.Sleep(10 * time.Millisecond) // polling interval, not a wait for an event
-	}
 }
 
 func startChaos(t *testing.T, m chaos.Mode) *chaos.Server {

@@ -90,7 +90,7 @@ func runHostile(t *testing.T, bin, appURL, probe, name string, hits func() int64
 
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	var entry json.RawMessage
-	eventually(t, 60*time.Second, "the hostile dependency answered three times and the probe reported on it", func() (bool, string) {
+	testkit.EventuallyState(t, 60*time.Second, func() (bool, string) {
 		select {
 		case <-proc.Exited():
 			t.Fatalf("the agent exited (%v): %s", proc.Err(), logs.String())
@@ -119,7 +119,7 @@ func runHostile(t *testing.T, bin, appURL, probe, name string, hits func() int64
 		_ = json.Unmarshal(entry, &svc)
 		// Reported on: a failure, or (an MCP server that got through) its tool count.
 		return hits() >= 3 && (svc.Failures >= 1 || svc.Tools != nil), fmt.Sprintf("%d answers, %.300s", hits(), entry)
-	})
+	}, "the hostile dependency answered three times and the probe reported on it")
 	if len(entry) >= hostileProbeJSON {
 		t.Errorf("services.%s in /api/health/detailed is %d bytes, want < %d", name, len(entry), hostileProbeJSON)
 	}
@@ -141,7 +141,7 @@ var servingAddr = regexp.MustCompile(`"addr":"([^"]+)"`)
 func waitServing(t *testing.T, proc *testkit.Process, logs *testkit.SyncBuffer) string {
 	t.Helper()
 	var base string
-	eventually(t, 30*time.Second, "the agent serves", func() (bool, string) {
+	testkit.EventuallyState(t, 30*time.Second, func() (bool, string) {
 		select {
 		case <-proc.Exited():
 			t.Fatalf("the agent exited (%v): %s", proc.Err(), logs.String())
@@ -152,7 +152,7 @@ func waitServing(t *testing.T, proc *testkit.Process, logs *testkit.SyncBuffer) 
 			base = "http://" + m[1]
 		}
 		return m != nil, logs.String()
-	})
+	}, "the agent serving")
 	return base
 }
 

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/health-agent/health-agent/internal/chaos"
+	"github.com/health-agent/health-agent/internal/testkit"
 )
 
 // churnConfig: flapper's breaker opens on one failure and tries again after 1ms, against a dependency
@@ -79,17 +80,17 @@ func TestReloadsAndBreakerTransitionsDoNotLeak(t *testing.T) {
 	reload(1)
 	reload(2)
 	h.waitView("other", "other healthy", func(v view) bool { return v.status == "healthy" })
-	eventually(t, 20*time.Second, "flapper's breaker changing state", func() (bool, string) {
+	testkit.EventuallyState(t, 20*time.Second, func() (bool, string) {
 		return transitions() >= 20, fmt.Sprint(transitions())
-	})
+	}, "flapper's breaker changing state")
 	startGoroutines, startHeap, startTransitions := goroutines(), liveHeap(), transitions()
 
 	for i := range 100 {
 		reload(i + 1)
 	}
-	eventually(t, 60*time.Second, "1,000 breaker transitions", func() (bool, string) {
+	testkit.EventuallyState(t, 60*time.Second, func() (bool, string) {
 		return transitions()-startTransitions >= 1000, fmt.Sprint(transitions() - startTransitions)
-	})
+	}, "1,000 breaker transitions")
 	s := h.agent.Monitor().Snapshot()
 	if !s.Config.LastReload.Success || s.Check("flapper") == nil || s.Check("other") == nil {
 		t.Fatalf("after the reloads: last reload %+v", s.Config.LastReload)
@@ -100,10 +101,10 @@ func TestReloadsAndBreakerTransitionsDoNotLeak(t *testing.T) {
 
 	const tolerance = 10
 	var endGoroutines int
-	eventually(t, 20*time.Second, "the goroutine count to settle", func() (bool, string) {
+	testkit.EventuallyState(t, 20*time.Second, func() (bool, string) {
 		endGoroutines = goroutines()
 		return endGoroutines <= startGoroutines+tolerance, fmt.Sprintf("%d, started with %d", endGoroutines, startGoroutines)
-	})
+	}, "the goroutine count settled")
 	endHeap := liveHeap()
 	t.Logf("goroutines %d -> %d; live heap %d KiB -> %d KiB; breaker transitions %d; %d requests to the flapping dependency",
 		startGoroutines, endGoroutines, startHeap>>10, endHeap>>10, transitions()-startTransitions, flap.Requests())

@@ -15,6 +15,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/health-agent/health-agent/internal/chaos"
+	"github.com/health-agent/health-agent/internal/testkit"
 	"github.com/health-agent/health-agent/pkg/agent"
 	"github.com/health-agent/health-agent/pkg/api"
 	"github.com/health-agent/health-agent/pkg/monitor"
@@ -72,7 +73,7 @@ func TestNoSecretLeaks(t *testing.T) {
 	h := startAgent(t, setup{config: cfg, env: env, secrets: secrets, token: details.value})
 
 	names := []string{"app", "echo", "figmaApi", "figmaClipped", "mcpClient", "browserPool"}
-	eventually(t, 20*time.Second, "every dependency probed and judged", func() (bool, string) {
+	testkit.EventuallyState(t, 20*time.Second, func() (bool, string) {
 		var state []string
 		done := true
 		for _, n := range names {
@@ -83,7 +84,7 @@ func TestNoSecretLeaks(t *testing.T) {
 			}
 		}
 		return done, strings.Join(state, " ")
-	})
+	}, "every dependency probed and judged")
 	// The dependencies did receive the secrets: the echo is real, so the scan is not vacuous.
 	if hs := echo.Headers(); len(hs) == 0 || !strings.Contains(hs[len(hs)-1].Get("Authorization"), dep.value) {
 		t.Fatal("the echo dependency never received the header token")
