@@ -51,3 +51,19 @@ func Poll(timeout time.Duration, cond func() bool) bool {
 	}
 	return true
 }
+
+// Returns runs f and fails the test unless f returns within timeout: for a call that must never block
+// (reading a FIFO, a file that is not regular). It returns f's error. f's goroutine is left behind when
+// it blocks; the test has failed by then.
+func Returns(t testing.TB, timeout time.Duration, f func() error) error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- f() }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(timeout):
+		t.Fatalf("still blocked after %s", timeout)
+		return nil
+	}
+}

@@ -1,6 +1,7 @@
 package testkit
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -72,5 +73,19 @@ func TestEventuallyStateShowsTheLastState(t *testing.T) {
 	}, "never shown")
 	if rec.msg != "" || n.Load() != 3 {
 		t.Errorf("a condition that held at the third ask: %d asks, failure %q; want 3 and none", n.Load(), rec.msg)
+	}
+}
+
+func TestReturns(t *testing.T) {
+	rec := &fatalRecorder{TB: t}
+	want := errors.New("refused")
+	if err := Returns(rec, time.Second, func() error { return want }); err != want || rec.msg != "" {
+		t.Errorf("Returns = %v, failure %q; want f's error and no failure", err, rec.msg)
+	}
+	release := make(chan struct{})
+	defer close(release) // lets the blocked goroutine end, for goleak
+	Returns(rec, 20*time.Millisecond, func() error { <-release; return nil })
+	if rec.msg != "still blocked after 20ms" {
+		t.Errorf("Fatalf message %q, want the block reported", rec.msg)
 	}
 }

@@ -9,22 +9,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
-)
 
-// prompt runs read and fails the test unless it returns within a few seconds: a read that blocks (a
-// FIFO with no writer) must fail the test, not hang it.
-func prompt(t *testing.T, read func() error) error {
-	t.Helper()
-	done := make(chan error, 1)
-	go func() { done <- read() }()
-	select {
-	case err := <-done:
-		return err
-	case <-time.After(5 * time.Second):
-		t.Fatal("the read blocked")
-		return nil
-	}
-}
+	"github.com/health-agent/health-agent/internal/testkit"
+)
 
 func mkfifo(t *testing.T, path string) {
 	t.Helper()
@@ -73,7 +60,7 @@ func TestReadFile(t *testing.T) {
 				t.Skipf("%s: %v", tt.path, err)
 			}
 			var b []byte
-			err := prompt(t, func() (err error) { b, err = ReadFile(tt.path, 100); return err })
+			err := testkit.Returns(t, 5*time.Second, func() (err error) { b, err = ReadFile(tt.path, 100); return err })
 			if !errors.Is(err, tt.wantIs) || !strings.Contains(err.Error(), tt.path) || !strings.Contains(err.Error(), tt.wantMsg) {
 				t.Errorf("ReadFile = %v, want %v naming %s and saying %q", err, tt.wantIs, tt.path, tt.wantMsg)
 			}
@@ -83,7 +70,7 @@ func TestReadFile(t *testing.T) {
 		})
 	}
 	t.Run("a FIFO swapped in after the first check", func(t *testing.T) {
-		err := prompt(t, func() error { _, err := readOpened(fifo, 100); return err })
+		err := testkit.Returns(t, 5*time.Second, func() error { _, err := readOpened(fifo, 100); return err })
 		if !errors.Is(err, ErrNotRegular) || !strings.Contains(err.Error(), fifo) {
 			t.Errorf("readOpened = %v, want a prompt not-regular error naming %s", err, fifo)
 		}
@@ -103,7 +90,7 @@ func TestFileReadersRefuseFIFOs(t *testing.T) {
 	mkfifo(t, fifo)
 
 	t.Run("LoadFile", func(t *testing.T) {
-		err := prompt(t, func() error { _, err := LoadFile(fifo, fakeKinds{}, envOf(nil)); return err })
+		err := testkit.Returns(t, 5*time.Second, func() error { _, err := LoadFile(fifo, fakeKinds{}, envOf(nil)); return err })
 		if !errors.Is(err, ErrNotRegular) || errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), fifo) {
 			t.Errorf("LoadFile = %v, want a not-regular error naming %s", err, fifo)
 		}
@@ -119,7 +106,7 @@ func TestFileReadersRefuseFIFOs(t *testing.T) {
 		}
 	})
 	t.Run("Value.Resolve", func(t *testing.T) {
-		err := prompt(t, func() error { _, err := Value{File: fifo}.Resolve(nil); return err })
+		err := testkit.Returns(t, 5*time.Second, func() error { _, err := Value{File: fifo}.Resolve(nil); return err })
 		if !errors.Is(err, ErrNotRegular) || errors.Is(err, ErrSecretAbsent) || !strings.Contains(err.Error(), fifo) {
 			t.Errorf("Resolve = %v, want a not-regular error naming %s", err, fifo)
 		}

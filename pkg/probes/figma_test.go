@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/health-agent/health-agent/internal/testkit"
 	"github.com/health-agent/health-agent/pkg/config"
 )
 
@@ -405,7 +406,7 @@ func TestFigmaTokenSources(t *testing.T) {
 			t.Skipf("mkfifo: %v", err)
 		}
 		p := figmaNewProbe(t, map[string]any{"url": url, "token": map[string]any{"file": fifo}}, nil)
-		err := figmaPrompt(t, func() error { _, err := p.Check(t.Context()); return err })
+		err := testkit.Returns(t, 5*time.Second, func() error { _, err := p.Check(t.Context()); return err })
 		if err == nil || errors.Is(err, config.ErrSecretAbsent) || !strings.Contains(err.Error(), fifo) || !strings.Contains(err.Error(), "named pipe") {
 			t.Errorf("error = %v, want a prompt error naming %s as a named pipe", figmaSafe(err), fifo)
 		}
@@ -421,21 +422,6 @@ func TestFigmaTokenSources(t *testing.T) {
 			t.Errorf("error = %v, want a too-large error naming %s", figmaSafe(err), big)
 		}
 	})
-}
-
-// figmaPrompt runs read and fails the test unless it returns within a few seconds: a read that blocks
-// (a FIFO without a writer) must not hang the test.
-func figmaPrompt(t *testing.T, read func() error) error {
-	t.Helper()
-	done := make(chan error, 1)
-	go func() { done <- read() }()
-	select {
-	case err := <-done:
-		return err
-	case <-time.After(5 * time.Second):
-		t.Fatal("the read blocked")
-		return nil
-	}
 }
 
 // The deprecated tokenEnv/tokenFile keep working, with a warning naming the token form that replaces them.
