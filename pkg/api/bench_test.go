@@ -125,7 +125,10 @@ func TestHandlerAllocsIndependentOfProbeCount(t *testing.T) {
 		t.Run(path, func(t *testing.T) {
 			a10 := testing.AllocsPerRun(500, serveOnce(t, hs, path))
 			a1000 := testing.AllocsPerRun(500, serveOnce(t, hl, path))
-			if a1000 > a10 {
+			// A response built per request at 1,000 probes would allocate thousands of times more; the
+			// slack of 2 absorbs the race detector, under which sync.Pool (gin's contexts) drops items at
+			// random, so that one run of 500 requests allocates a context more often than the other.
+			if a1000 > a10+2 {
 				t.Errorf("GET %s allocates %.0f times at 1,000 probes, %.0f at 10: the response is built per request", path, a1000, a10)
 			}
 		})
