@@ -46,6 +46,10 @@ probes:
     kind: http
     critical: false
     url: "${OK_URL}"
+egress:
+  listen: "127.0.0.1:0"
+  routes:
+    - { name: up, prefix: /up/, upstream: "${OK_URL}", breaker: api-upstream }
 `
 
 // pageState is what the test reads from the live DOM.
@@ -137,6 +141,20 @@ func TestChromium(t *testing.T) {
 		c.do(ctx, "Runtime.evaluate", map[string]any{"expression": "window.__testMarker = 1"}, nil)
 		c.waitFor(ctx, "a script refresh", `document.body.dataset.refreshed !== undefined && document.getElementById("refresh").textContent === "live" &&
 			document.getElementById("config-reload").textContent === "none since start"`, describe)
+
+		// The app's calls through the egress route show in its row, refreshed by the script.
+		for range 2 {
+			resp, err := http.Get("http://" + a.EgressAddr() + "/up/x")
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+		}
+		c.waitFor(ctx, "the route's traffic shown by the script", `(() => {
+			const row = document.querySelector('tr[data-route="up"]');
+			return window.__testMarker === 1 && row !== null && row.children[3].textContent === "2" &&
+				row.textContent.includes("api-upstream") && row.textContent.includes("CLOSED");
+		})()`, describe)
 		t.Logf("healthy page: %s", c.screenshot(ctx, dir, "statuspage-healthy.png"))
 	})
 
