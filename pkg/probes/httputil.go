@@ -33,9 +33,6 @@ var ErrBodyTooLarge = errors.New("body too large")
 // than this is misconfigured, and following further would only hide it.
 const maxRedirects = 3
 
-// maxCABytes bounds a caFile: a full public bundle is about 200 KB.
-const maxCABytes = 1 << 20
-
 // TLSOptions are the `tls` options of an HTTP-speaking kind.
 type TLSOptions struct {
 	// CAFile is a PEM bundle that replaces the system roots (a private CA). It is read once, when the
@@ -50,13 +47,9 @@ func (o TLSOptions) tlsConfig() (*tls.Config, error) {
 	if o.CAFile == "" {
 		return c, nil
 	}
-	pem, err := config.ReadFile(o.CAFile, maxCABytes)
+	pool, err := config.LoadCAFile(o.CAFile)
 	if err != nil {
-		return nil, config.Errorf("caFile", "cannot read %q: %v", o.CAFile, errors.Unwrap(err))
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, config.Errorf("caFile", "no PEM certificate in %q", o.CAFile)
+		return nil, config.Errorf("caFile", "%v", err)
 	}
 	c.RootCAs = pool
 	return c, nil
