@@ -3,7 +3,10 @@ package egress
 import (
 	"encoding/pem"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -132,4 +135,32 @@ func TestUpstreamTLSIsVerified(t *testing.T) {
 	if resp, _ := h.do(t, "GET", "/trusted/x", nil); resp.StatusCode != http.StatusOK {
 		t.Errorf("an upstream verified with caFile: %d", resp.StatusCode)
 	}
+}
+
+// TestBodyCutShortIsLoggedThroughTheLogger: the ReverseProxy's own line, when an upstream's body
+// ends early, reaches Options.Logger (structured, with its level) instead of the log package's stderr.
+func TestBodyCutShortIsLoggedThroughTheLogger(t *testing.T) {
+	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "100")
+		_, _ = w.Write([]byte("0123456789"))
+		w.(http.Flusher).Flush()
+		panic(http.ErrAbortHandler) // closes the connection 90 bytes short
+	})
+	var logs testkit.SyncBuffer
+	p, err := New(&config.Egress{Routes: []config.EgressRoute{testRoute("mcp", "/mcp/", up.URL)}},
+		Options{Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(p)
+	t.Cleanup(func() { srv.Close(); p.Close() })
+	resp, err := srv.Client().Get(srv.URL + "/mcp/x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	testkit.Eventually(t, 10*time.Second, func() bool {
+		return strings.Contains(logs.String(), "level=DEBUG") && strings.Contains(logs.String(), "read error during body copy")
+	}, "the cut-short body was not logged through Options.Logger: %q", &logs)
 }

@@ -93,11 +93,13 @@ func (p *Proxy) newRoute(rc config.EgressRoute) (*route, error) {
 		ForceAttemptHTTP2: false,
 	}
 	r.proxy = &httputil.ReverseProxy{
-		Rewrite:        r.rewrite,
-		Transport:      &upstreamTransport{route: r},
-		FlushInterval:  -1, // event streams pass event by event
-		BufferPool:     p.buffers,
-		ErrorLog:       nil,
+		Rewrite:       r.rewrite,
+		Transport:     &upstreamTransport{route: r},
+		FlushInterval: -1, // event streams pass event by event
+		BufferPool:    p.buffers,
+		// Its own log line (a body copy cut short) goes to the agent's logger, not the log package's
+		// stderr: the app's client or the upstream going away mid-body is routine, so at debug level.
+		ErrorLog:       slog.NewLogLogger(p.log.Handler(), slog.LevelDebug),
 		ModifyResponse: r.modifyResponse,
 		ErrorHandler:   r.errorHandler,
 	}
