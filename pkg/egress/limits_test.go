@@ -4,9 +4,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -147,13 +145,7 @@ func TestBodyCutShortIsLoggedThroughTheLogger(t *testing.T) {
 		panic(http.ErrAbortHandler) // closes the connection 90 bytes short
 	})
 	var logs testkit.SyncBuffer
-	p, err := New(&config.Egress{Routes: []config.EgressRoute{testRoute("mcp", "/mcp/", up.URL)}},
-		Options{Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(p)
-	t.Cleanup(func() { srv.Close(); p.Close() })
+	srv := newLoggedProxy(t, &logs, testRoute("mcp", "/mcp/", up.URL))
 	resp, err := srv.Client().Get(srv.URL + "/mcp/x")
 	if err != nil {
 		t.Fatal(err)

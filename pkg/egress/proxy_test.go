@@ -11,6 +11,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -348,5 +350,49 @@ func TestUpdateKeepsUnchangedRoutes(t *testing.T) {
 	}
 	if resp, _ := h.do(t, "GET", "/browser/x", nil); resp.StatusCode != 429 {
 		t.Errorf("an added route: %d", resp.StatusCode)
+	}
+}
+
+// TestRateLimitIsLoggedOncePerEpisode: the app's calls in flight when the upstream starts answering
+// 429 all get it, and the agent logs the episode once, not once per call.
+func TestRateLimitIsLoggedOncePerEpisode(t *testing.T) {
+	const calls = 4
+	var arrived atomic.Int64
+	all := make(chan struct{})
+	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		if arrived.Add(1) == calls {
+			close(all)
+		}
+		select { // every call is past the proxy's rate-limit check before any 429 comes back
+		case <-all:
+		case <-r.Context().Done():
+		}
+		w.Header().Set("Retry-After", "60")
+		w.WriteHeader(http.StatusTooManyRequests)
+	})
+	var logs testkit.SyncBuffer
+	srv := newLoggedProxy(t, &logs, testRoute("figma", "/figma/", up.URL))
+	codes := make(chan int, calls)
+	var wg sync.WaitGroup
+	for range calls {
+		wg.Go(func() {
+			resp, err := srv.Client().Get(srv.URL + "/figma/x")
+			if err != nil {
+				codes <- 0
+				return
+			}
+			resp.Body.Close()
+			codes <- resp.StatusCode
+		})
+	}
+	wg.Wait()
+	close(codes)
+	for c := range codes {
+		if c != http.StatusTooManyRequests {
+			t.Errorf("a call got %d, want 429", c)
+		}
+	}
+	if n := strings.Count(logs.String(), "rate limited by its upstream"); n != 1 {
+		t.Errorf("the 429 episode was logged %d times, want once:\n%s", n, logs.String())
 	}
 }

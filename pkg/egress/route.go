@@ -318,8 +318,10 @@ func (t *upstreamTransport) RoundTrip(req *http.Request) (*http.Response, error)
 	case resp.StatusCode >= 500:
 		x.fail(fmt.Errorf("upstream answered %d %s", resp.StatusCode, http.StatusText(resp.StatusCode)))
 	case resp.StatusCode == http.StatusTooManyRequests:
-		if wait := probes.RetryAfter(resp.Header.Get("Retry-After"), time.Now(), 0, MaxRateLimit); wait > 0 {
-			rt.limitedUntil.Store(time.Now().Add(wait).UnixNano())
+		now := time.Now()
+		if wait := probes.RetryAfter(resp.Header.Get("Retry-After"), now, 0, MaxRateLimit); wait > 0 &&
+			// Logged when the hold starts, not for each call that was in flight as it did.
+			rt.limitedUntil.Swap(now.Add(wait).UnixNano()) <= now.UnixNano() {
 			rt.log.Info("egress route rate limited by its upstream: the agent answers its calls with 429 meanwhile",
 				"route", rt.cfg.Name, "retry_after", wait)
 		}
