@@ -8,6 +8,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -394,5 +396,38 @@ func TestRateLimitIsLoggedOncePerEpisode(t *testing.T) {
 	}
 	if n := strings.Count(logs.String(), "rate limited by its upstream"); n != 1 {
 		t.Errorf("the 429 episode was logged %d times, want once:\n%s", n, logs.String())
+	}
+}
+
+// TestFailedUpdateKeepsTheRunningRoutesConnections: an update whose new route cannot be built leaves
+// the running routes as they were, their idle upstream connections included.
+func TestFailedUpdateKeepsTheRunningRoutesConnections(t *testing.T) {
+	var idle, closed atomic.Int64
+	up := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	up.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		switch s {
+		case http.StateIdle:
+			idle.Add(1)
+		case http.StateClosed:
+			closed.Add(1)
+		}
+	}
+	up.Start()
+	t.Cleanup(up.Close)
+	running := testRoute("figma", "/figma/", up.URL)
+	h := newHarness(t, nil, running)
+	if resp, _ := h.do(t, "GET", "/figma/x", nil); resp.StatusCode != http.StatusOK {
+		t.Fatalf("first call: %d", resp.StatusCode)
+	}
+	testkit.Eventually(t, 10*time.Second, func() bool { return idle.Load() == 1 }, "the upstream connection did not go idle")
+
+	broken := testRoute("mcp", "/mcp/", up.URL)
+	broken.TLS.CAFile = filepath.Join(t.TempDir(), "absent.pem")
+	if err := h.proxy.Update(&config.Egress{Routes: []config.EgressRoute{running, broken}}); err == nil {
+		t.Fatal("an update with an unreadable caFile succeeded")
+	}
+	// A closed connection shows at the upstream within milliseconds; a second tells.
+	if testkit.Poll(time.Second, func() bool { return closed.Load() > 0 }) {
+		t.Error("the failed update closed the running route's idle upstream connection")
 	}
 }
