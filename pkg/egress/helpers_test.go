@@ -3,6 +3,7 @@ package egress
 import (
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -157,4 +158,17 @@ func newTLSUpstream(t *testing.T) *httptest.Server {
 	s := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
 	t.Cleanup(s.Close)
 	return s
+}
+
+// newLoggedProxy serves routes, without breakers, through a proxy whose debug log goes to logs.
+func newLoggedProxy(t *testing.T, logs io.Writer, routes ...config.EgressRoute) *httptest.Server {
+	t.Helper()
+	p, err := New(&config.Egress{Routes: routes},
+		Options{Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(p)
+	t.Cleanup(func() { srv.Close(); p.Close() })
+	return srv
 }

@@ -3,6 +3,7 @@ package egress
 import (
 	"encoding/pem"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -132,4 +133,26 @@ func TestUpstreamTLSIsVerified(t *testing.T) {
 	if resp, _ := h.do(t, "GET", "/trusted/x", nil); resp.StatusCode != http.StatusOK {
 		t.Errorf("an upstream verified with caFile: %d", resp.StatusCode)
 	}
+}
+
+// TestBodyCutShortIsLoggedThroughTheLogger: the ReverseProxy's own line, when an upstream's body
+// ends early, reaches Options.Logger (structured, with its level) instead of the log package's stderr.
+func TestBodyCutShortIsLoggedThroughTheLogger(t *testing.T) {
+	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "100")
+		_, _ = w.Write([]byte("0123456789"))
+		w.(http.Flusher).Flush()
+		panic(http.ErrAbortHandler) // closes the connection 90 bytes short
+	})
+	var logs testkit.SyncBuffer
+	srv := newLoggedProxy(t, &logs, testRoute("mcp", "/mcp/", up.URL))
+	resp, err := srv.Client().Get(srv.URL + "/mcp/x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	testkit.Eventually(t, 10*time.Second, func() bool {
+		return strings.Contains(logs.String(), "level=DEBUG") && strings.Contains(logs.String(), "read error during body copy")
+	}, "the cut-short body was not logged through Options.Logger: %q", &logs)
 }

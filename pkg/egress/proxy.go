@@ -110,12 +110,7 @@ func (p *Proxy) Update(cfg *config.Egress) error {
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
-		for _, r := range next {
-			if old[r.cfg.Name] != r {
-				r.transport.CloseIdleConnections()
-			}
-		}
-		return err
+		return err // the running routes keep serving, with their connections; the new ones hold none yet
 	}
 	p.routes.Store(&next)
 	for _, r := range old {

@@ -8,9 +8,13 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -348,5 +352,82 @@ func TestUpdateKeepsUnchangedRoutes(t *testing.T) {
 	}
 	if resp, _ := h.do(t, "GET", "/browser/x", nil); resp.StatusCode != 429 {
 		t.Errorf("an added route: %d", resp.StatusCode)
+	}
+}
+
+// TestRateLimitIsLoggedOncePerEpisode: the app's calls in flight when the upstream starts answering
+// 429 all get it, and the agent logs the episode once, not once per call.
+func TestRateLimitIsLoggedOncePerEpisode(t *testing.T) {
+	const calls = 4
+	var arrived atomic.Int64
+	all := make(chan struct{})
+	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		if arrived.Add(1) == calls {
+			close(all)
+		}
+		select { // every call is past the proxy's rate-limit check before any 429 comes back
+		case <-all:
+		case <-r.Context().Done():
+		}
+		w.Header().Set("Retry-After", "60")
+		w.WriteHeader(http.StatusTooManyRequests)
+	})
+	var logs testkit.SyncBuffer
+	srv := newLoggedProxy(t, &logs, testRoute("figma", "/figma/", up.URL))
+	codes := make(chan int, calls)
+	var wg sync.WaitGroup
+	for range calls {
+		wg.Go(func() {
+			resp, err := srv.Client().Get(srv.URL + "/figma/x")
+			if err != nil {
+				codes <- 0
+				return
+			}
+			resp.Body.Close()
+			codes <- resp.StatusCode
+		})
+	}
+	wg.Wait()
+	close(codes)
+	for c := range codes {
+		if c != http.StatusTooManyRequests {
+			t.Errorf("a call got %d, want 429", c)
+		}
+	}
+	if n := strings.Count(logs.String(), "rate limited by its upstream"); n != 1 {
+		t.Errorf("the 429 episode was logged %d times, want once:\n%s", n, logs.String())
+	}
+}
+
+// TestFailedUpdateKeepsTheRunningRoutesConnections: an update whose new route cannot be built leaves
+// the running routes as they were, their idle upstream connections included.
+func TestFailedUpdateKeepsTheRunningRoutesConnections(t *testing.T) {
+	var idle, closed atomic.Int64
+	up := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	up.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		switch s {
+		case http.StateIdle:
+			idle.Add(1)
+		case http.StateClosed:
+			closed.Add(1)
+		}
+	}
+	up.Start()
+	t.Cleanup(up.Close)
+	running := testRoute("figma", "/figma/", up.URL)
+	h := newHarness(t, nil, running)
+	if resp, _ := h.do(t, "GET", "/figma/x", nil); resp.StatusCode != http.StatusOK {
+		t.Fatalf("first call: %d", resp.StatusCode)
+	}
+	testkit.Eventually(t, 10*time.Second, func() bool { return idle.Load() == 1 }, "the upstream connection did not go idle")
+
+	broken := testRoute("mcp", "/mcp/", up.URL)
+	broken.TLS.CAFile = filepath.Join(t.TempDir(), "absent.pem")
+	if err := h.proxy.Update(&config.Egress{Routes: []config.EgressRoute{running, broken}}); err == nil {
+		t.Fatal("an update with an unreadable caFile succeeded")
+	}
+	// A closed connection shows at the upstream within milliseconds; a second tells.
+	if testkit.Poll(time.Second, func() bool { return closed.Load() > 0 }) {
+		t.Error("the failed update closed the running route's idle upstream connection")
 	}
 }

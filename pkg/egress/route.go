@@ -93,11 +93,13 @@ func (p *Proxy) newRoute(rc config.EgressRoute) (*route, error) {
 		ForceAttemptHTTP2: false,
 	}
 	r.proxy = &httputil.ReverseProxy{
-		Rewrite:        r.rewrite,
-		Transport:      &upstreamTransport{route: r},
-		FlushInterval:  -1, // event streams pass event by event
-		BufferPool:     p.buffers,
-		ErrorLog:       nil,
+		Rewrite:       r.rewrite,
+		Transport:     &upstreamTransport{route: r},
+		FlushInterval: -1, // event streams pass event by event
+		BufferPool:    p.buffers,
+		// Its own log line (a body copy cut short) goes to the agent's logger, not the log package's
+		// stderr: the app's client or the upstream going away mid-body is routine, so at debug level.
+		ErrorLog:       slog.NewLogLogger(p.log.Handler(), slog.LevelDebug),
 		ModifyResponse: r.modifyResponse,
 		ErrorHandler:   r.errorHandler,
 	}
@@ -316,8 +318,10 @@ func (t *upstreamTransport) RoundTrip(req *http.Request) (*http.Response, error)
 	case resp.StatusCode >= 500:
 		x.fail(fmt.Errorf("upstream answered %d %s", resp.StatusCode, http.StatusText(resp.StatusCode)))
 	case resp.StatusCode == http.StatusTooManyRequests:
-		if wait := probes.RetryAfter(resp.Header.Get("Retry-After"), time.Now(), 0, MaxRateLimit); wait > 0 {
-			rt.limitedUntil.Store(time.Now().Add(wait).UnixNano())
+		now := time.Now()
+		if wait := probes.RetryAfter(resp.Header.Get("Retry-After"), now, 0, MaxRateLimit); wait > 0 &&
+			// Logged when the hold starts, not for each call that was in flight as it did.
+			rt.limitedUntil.Swap(now.Add(wait).UnixNano()) <= now.UnixNano() {
 			rt.log.Info("egress route rate limited by its upstream: the agent answers its calls with 429 meanwhile",
 				"route", rt.cfg.Name, "retry_after", wait)
 		}

@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/coder/websocket"
@@ -140,5 +142,26 @@ func TestDevToolsURLsLeadBackThroughTheProxy(t *testing.T) {
 	}
 	if resp.ContentLength != int64(len(body)) {
 		t.Errorf("Content-Length %d for a body of %d", resp.ContentLength, len(body))
+	}
+}
+
+// TestDevToolsListOverTheBoundPassesUnchanged: the proxy reads at most maxDevToolsList bytes of a
+// DevTools answer to rewrite it; a larger one reaches the app whole, as the upstream sent it.
+func TestDevToolsListOverTheBoundPassesUnchanged(t *testing.T) {
+	var sent atomic.Pointer[string]
+	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		body := fmt.Sprintf(`[{"id":"p1","title":%q,"webSocketDebuggerUrl":"ws://%s/devtools/page/p1"}]`,
+			strings.Repeat("t", maxDevToolsList), r.Host)
+		sent.Store(&body)
+		_, _ = io.WriteString(w, body)
+	})
+	h := newHarness(t, nil, testRoute("browser", "/browser/", up.URL))
+	resp, body := h.do(t, "GET", "/browser/json/list", nil)
+	want := sent.Load()
+	if resp.StatusCode != http.StatusOK || want == nil {
+		t.Fatalf("%d, upstream answered: %v", resp.StatusCode, want != nil)
+	}
+	if body != *want {
+		t.Errorf("a %d-byte answer arrived as %d bytes, want it unchanged", len(*want), len(body))
 	}
 }
