@@ -2,7 +2,6 @@ package integration
 
 import (
 	"bufio"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -11,8 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -120,7 +117,7 @@ func TestManyIdleConnections(t *testing.T) {
 	}
 
 	fds := countFDs(t, p.Pid())
-	hwm := vmHWM(t, p.Pid())
+	hwm := procStatus(t, p.Pid(), "VmHWM")
 	t.Logf("agent: %d open files, peak RSS %.1f MiB; best /readyz %s", fds, float64(hwm)/(1<<20), best)
 	if fds > api.MaxConns+64 {
 		t.Errorf("the agent holds %d files, want at most about api.MaxConns (%d) connections", fds, api.MaxConns)
@@ -191,26 +188,6 @@ func fresh(addr string) (time.Duration, error) {
 		return 0, fmt.Errorf("/readyz: %s", resp.Status)
 	}
 	return time.Since(start), nil
-}
-
-// vmHWM is the peak resident set size of process pid, in bytes.
-func vmHWM(t *testing.T, pid int) int64 {
-	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for line := range strings.Lines(string(b)) {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			if err != nil {
-				t.Fatalf("VmHWM %q: %v", v, err)
-			}
-			return kb << 10
-		}
-	}
-	t.Fatal(errors.New("no VmHWM in /proc status"))
-	return 0
 }
 
 // countFDs counts the open files of process pid.

@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -12,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -123,7 +121,7 @@ func runHostile(t *testing.T, bin, appURL, probe, name string, hits func() int64
 	if len(entry) >= hostileProbeJSON {
 		t.Errorf("services.%s in /api/health/detailed is %d bytes, want < %d", name, len(entry), hostileProbeJSON)
 	}
-	peak := peakRSS(t, cmd.Process.Pid)
+	peak := procStatus(t, cmd.Process.Pid, "VmHWM")
 	t.Logf("peak RSS %.1f MiB after %d hostile answers; services.%s is %d bytes", float64(peak)/(1<<20), hits(), name, len(entry))
 	if peak >= hostilePeakRSS {
 		t.Errorf("peak RSS %.1f MiB, want < %d MiB", float64(peak)/(1<<20), hostilePeakRSS>>20)
@@ -154,28 +152,6 @@ func waitServing(t *testing.T, proc *testkit.Process, logs *testkit.SyncBuffer) 
 		return m != nil, logs.String()
 	}, "the agent serving")
 	return base
-}
-
-// peakRSS reads VmHWM, the process's peak resident set size, in bytes.
-func peakRSS(t *testing.T, pid int) int64 {
-	t.Helper()
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		t.Skipf("no /proc: %v", err)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			if err != nil {
-				t.Fatalf("VmHWM %q: %v", v, err)
-			}
-			return kb << 10
-		}
-	}
-	t.Fatalf("no VmHWM in /proc/%d/status", pid)
-	return 0
 }
 
 // hostileMCP is an MCP server over streamable HTTP (JSON answers) that answers initialize properly,
