@@ -123,6 +123,10 @@ func newMCP(spec Spec) (Probe, error) {
 			errs = append(errs, config.Errorf(path, "%v", err))
 			continue
 		}
+		if v.Prefix != "" && !v.IsSecret() {
+			errs = append(errs, config.Errorf(path+".prefix", "applies only to env or file; write it into value"))
+			continue
+		}
 		headers[canon] = v
 	}
 	if len(errs) > 0 {

@@ -639,6 +639,8 @@ func TestMCPConfigErrors(t *testing.T) {
 		{"unknown key", map[string]any{"url": "http://x/mcp", "tools": 3}, []string{"tools"}}, // the wording is pkg/config's
 		{"header without source", map[string]any{"url": "http://x/mcp", "headers": map[string]any{"Authorization": map[string]any{"prefix": "Bearer "}}},
 			[]string{"headers.Authorization: must set exactly one of value, env or file"}},
+		{"prefix on literal", map[string]any{"url": "http://x/mcp", "headers": map[string]any{"X-A": map[string]any{"value": "v", "prefix": "p"}}},
+			[]string{"headers.X-A.prefix: applies only to env or file; write it into value"}},
 		{"managed header", map[string]any{"url": "http://x/mcp", "headers": map[string]any{"mcp-session-id": "x"}}, []string{"headers.mcp-session-id: is set by the MCP client"}},
 		{"invalid header name", map[string]any{"url": "http://x/mcp", "headers": map[string]any{"bad name": "x"}}, []string{"headers.bad name: not a valid HTTP header name"}},
 		{"every problem at once", map[string]any{"transport": "ws", "minTools": -2}, []string{"url: required", "transport:", "minTools:"}},
