@@ -359,10 +359,7 @@ func (p *mcpProbe) resolveHeaders() (http.Header, []string, error) {
 		}
 		h.Set(name, s)
 		if v.IsSecret() {
-			secrets = append(secrets, s)
-			if raw := strings.TrimPrefix(s, v.Prefix); raw != s && raw != "" {
-				secrets = append(secrets, raw)
-			}
+			secrets = appendSecret(secrets, s, v.Prefix)
 		}
 	}
 	return h, secrets, nil
