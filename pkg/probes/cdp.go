@@ -222,9 +222,8 @@ func (p *cdpProbe) Check(ctx context.Context) (Result, error) {
 		var secrets []string
 		if token != "" {
 			secrets = []string{token, url.QueryEscape(token)}
-			shareSecrets(p.shared, secrets)
 		}
-		secrets = withShared(secrets, p.shared)
+		secrets = shareSecrets(p.shared, secrets)
 		pools := make([]cdpPool, len(p.endpoints))
 		for i, u := range p.endpoints {
 			wg.Go(func() { pools[i] = p.checkPressure(ctx, u, token, secrets) })

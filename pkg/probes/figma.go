@@ -222,8 +222,7 @@ func (p *figmaProbe) Check(ctx context.Context) (Result, error) {
 		return res, failure(fmt.Errorf("figma: %w", err), p.shared.List())
 	}
 	fields["tokenSource"] = source
-	shareSecrets(p.shared, []string{token})
-	secrets := withShared([]string{token}, p.shared)
+	secrets := shareSecrets(p.shared, []string{token})
 
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.endpoint, nil)
 	if err != nil {

@@ -251,7 +251,7 @@ func (p *httpProbe) Check(ctx context.Context) (Result, error) {
 			secrets = appendSecret(secrets, v, h.value.Prefix)
 		}
 	}
-	shareSecrets(p.shared, secrets)
+	hidden := shareSecrets(p.shared, secrets)
 
 	resp, err := p.client.Do(req)
 	if err != nil {
@@ -263,7 +263,6 @@ func (p *httpProbe) Check(ctx context.Context) (Result, error) {
 		res.RetryAfter = RetryAfter(resp.Header.Get("Retry-After"), time.Now(), 0, httpMaxRetryAfter)
 		res.RateLimited = resp.StatusCode == http.StatusTooManyRequests
 	}
-	hidden := withShared(secrets, p.shared)
 
 	var body []byte
 	if p.legacy || len(p.conditions) > 0 {

@@ -190,8 +190,7 @@ func (p *mcpProbe) Check(ctx context.Context) (Result, error) {
 	if err != nil {
 		return res, failure(fmt.Errorf("mcp: %w", err), p.shared.List())
 	}
-	shareSecrets(p.shared, secrets)
-	secrets = withShared(secrets, p.shared)
+	secrets = shareSecrets(p.shared, secrets)
 	conns := &mcpConnSet{conns: map[net.Conn]struct{}{}}
 	// Cut whatever the check left open (a best-effort cancellation notice the SDK sends in the
 	// background, a legacy SSE stream), so nothing outlives Check.
