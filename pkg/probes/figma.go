@@ -268,11 +268,11 @@ func (p *figmaProbe) Check(ctx context.Context) (Result, error) {
 		return res, failure(Permanent(fmt.Errorf("figma: %w (HTTP %d): check the token from %s%s", ErrFigmaTokenRejected, code, source, detail)), secrets)
 	case code == http.StatusTooManyRequests:
 		wait := figmaRetryAfter(resp.Header.Get("Retry-After"), p.now())
-		limitType := figmaHeaderWord(resp.Header.Get("X-Figma-Rate-Limit-Type"))
+		limitType := figmaHeaderWord(resp.Header.Get("X-Figma-Rate-Limit-Type"), secrets)
 		fields["rateLimited"] = true
 		fields["retryAfterSeconds"] = int(wait / time.Second)
 		fields["rateLimitType"] = limitType
-		if tier := figmaHeaderWord(resp.Header.Get("X-Figma-Plan-Tier")); tier != "" {
+		if tier := figmaHeaderWord(resp.Header.Get("X-Figma-Plan-Tier"), secrets); tier != "" {
 			fields["planTier"] = tier
 		}
 		res.Status = Degraded
@@ -317,13 +317,14 @@ func figmaRetryAfter(h string, now time.Time) time.Duration {
 	return max(RetryAfter(h, now, figmaDefaultRetryAfter, figmaMaxRetryAfter), time.Second)
 }
 
-// figmaHeaderWord keeps a short, printable header value for a field (a dependency's header is input).
-func figmaHeaderWord(s string) string {
+// figmaHeaderWord keeps a short, printable header value for a field (a dependency's header is input),
+// secrets hidden. They are hidden last: dropping characters could otherwise join the pieces of one.
+func figmaHeaderWord(s string, secrets []string) string {
 	s = strings.Map(func(r rune) rune {
 		if r <= ' ' || r >= 0x7f {
 			return -1
 		}
 		return r
 	}, s)
-	return s[:min(len(s), 32)]
+	return redact.Text(s[:min(len(s), 32)], secrets)
 }
