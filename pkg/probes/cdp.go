@@ -151,13 +151,13 @@ func cdpParseEndpoint(raw, mode string) (*url.URL, error) {
 	}
 	switch {
 	case u.Scheme != "http" && u.Scheme != "https":
-		return nil, fmt.Errorf("must be an absolute http URL like http://127.0.0.1:9222, got %q", u.Redacted())
+		return nil, fmt.Errorf("must be an absolute http URL like http://127.0.0.1:9222, got %q", shownURL(raw))
 	case u.User != nil:
-		return nil, fmt.Errorf("must not contain user info, got %q", u.Redacted())
+		return nil, fmt.Errorf("must not contain user info, got %q", shownURL(raw))
 	case u.Hostname() == "":
-		return nil, fmt.Errorf("has no host, got %q", u.Redacted())
+		return nil, fmt.Errorf("has no host, got %q", shownURL(raw))
 	case u.RawQuery != "" || u.Fragment != "" || u.ForceQuery:
-		return nil, fmt.Errorf("must not have a query or fragment, got %q", u.Redacted())
+		return nil, fmt.Errorf("must not have a query or fragment, got %q", shownURL(raw))
 	}
 	if h := u.Hostname(); mode == cdpModeCDP && !strings.EqualFold(h, "localhost") && net.ParseIP(h) == nil {
 		return nil, fmt.Errorf("host %q must be an IP address or localhost: Chromium's DevTools server rejects other Host headers", h)

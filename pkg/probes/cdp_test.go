@@ -110,6 +110,8 @@ func TestCDPOptions(t *testing.T) {
 		{name: "no host", opts: map[string]any{"urls": "http:///json"}, wantErr: []string{"urls[0]: has no host"}},
 		{name: "user info not echoed", opts: map[string]any{"urls": "http://user:hunter2@127.0.0.1:9222"}, wantErr: []string{"urls[0]: must not contain user info"}},
 		{name: "query", opts: map[string]any{"urls": "http://127.0.0.1:9222/?x=1"}, wantErr: []string{"urls[0]: must not have a query"}},
+		{name: "query not echoed", opts: map[string]any{"urls": "http://127.0.0.1:9222/?token=hunter2hunter2#hunter2"}, wantErr: []string{"urls[0]: must not have a query"}},
+		{name: "user info not echoed by a scheme error", opts: map[string]any{"urls": "ws://u:hunter2@127.0.0.1:9222/?token=hunter2hunter2"}, wantErr: []string{"urls[0]: must be an absolute http URL"}},
 		{name: "duplicate", opts: map[string]any{"urls": "http://127.0.0.1:9222,http://127.0.0.1:9222/"}, wantErr: []string{"urls[1]: duplicate of urls[0]"}},
 		{name: "minAvailable above urls", opts: map[string]any{"urls": "http://127.0.0.1:9222", "minAvailable": 2}, wantErr: []string{"minAvailable: must be between 0 and the number of urls (1), got 2"}},
 		{name: "minAvailable negative", opts: map[string]any{"urls": "http://127.0.0.1:9222", "minAvailable": -1}, wantErr: []string{"minAvailable: must be between 0"}},

@@ -156,13 +156,13 @@ func mcpParseURL(raw string) (*url.URL, error) {
 	}
 	u, err := url.Parse(raw)
 	if err != nil {
-		return nil, fmt.Errorf("not a URL: %q", raw)
+		return nil, fmt.Errorf("not a URL: %q", shownURL(raw))
 	}
 	if u.Scheme != "http" && u.Scheme != "https" {
-		return nil, fmt.Errorf("must be an absolute http or https URL, got %q", raw)
+		return nil, fmt.Errorf("must be an absolute http or https URL, got %q", shownURL(raw))
 	}
 	if u.Host == "" {
-		return nil, fmt.Errorf("has no host: %q", raw)
+		return nil, fmt.Errorf("has no host: %q", shownURL(raw))
 	}
 	if u.User != nil {
 		return nil, errors.New("must not carry credentials (user:password@); send them in headers, from env or file")

@@ -720,3 +720,16 @@ func TestMCPEndlessPagination(t *testing.T) {
 	}
 	ts.waitNoSessions(t)
 }
+
+// A URL refused by the config shows neither its password nor its query values (a key may be put there).
+func TestMCPConfigURLNotEchoed(t *testing.T) {
+	for _, raw := range []string{"ftp://u:hunter2@x/mcp?key=hunter2hunter2", "http:///mcp?key=hunter2hunter2", "http://x/%zz?key=hunter2hunter2"} {
+		_, err := Kinds["mcp"].New(Spec{Name: "m", Options: map[string]any{"url": raw}})
+		if err == nil || !strings.Contains(err.Error(), "url: ") {
+			t.Fatalf("url %d: error %v, want one at url", len(raw), err)
+		}
+		if strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("the error shows the URL's secrets: %q", mcpSafe(err))
+		}
+	}
+}
