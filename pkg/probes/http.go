@@ -127,19 +127,24 @@ func newHTTP(spec Spec) (Probe, error) {
 		errs = append(errs, config.Errorf("method", "HEAD responses have no body, but legacy or expectJSON needs one"))
 	}
 
+	seen := map[string]string{} // canonical name -> name as written
 	for _, name := range slices.Sorted(maps.Keys(o.Headers)) {
 		v := o.Headers[name]
 		path := "headers[" + name + "]"
 		verr := v.Validate()
+		canon := http.CanonicalHeaderKey(name)
 		switch {
 		case !validHeaderName(name):
 			errs = append(errs, config.Errorf(path, "not a valid header name"))
+		case seen[canon] != "":
+			errs = append(errs, config.Errorf(path, "duplicate of headers[%s] (header names are case-insensitive)", seen[canon]))
 		case verr != nil:
 			errs = append(errs, config.Errorf(path, "%v", verr))
 		case v.Prefix != "" && !v.IsSecret():
 			errs = append(errs, config.Errorf(path+".prefix", "applies only to env or file; write it into value"))
 		default:
-			p.headers = append(p.headers, httpHeader{name: http.CanonicalHeaderKey(name), configName: name, value: v})
+			seen[canon] = name
+			p.headers = append(p.headers, httpHeader{name: canon, configName: name, value: v})
 		}
 	}
 

@@ -107,6 +107,7 @@ func newMCP(spec Spec) (Probe, error) {
 		}
 	}
 	headers := make(map[string]config.Value, len(o.Headers))
+	seen := map[string]string{} // canonical name -> name as written
 	for _, name := range slices.Sorted(maps.Keys(o.Headers)) {
 		v := o.Headers[name]
 		path := "headers." + name
@@ -118,7 +119,11 @@ func newMCP(spec Spec) (Probe, error) {
 		case slices.Contains(mcpManagedHeaders, canon):
 			errs = append(errs, config.Errorf(path, "is set by the MCP client and cannot be configured"))
 			continue
+		case seen[canon] != "":
+			errs = append(errs, config.Errorf(path, "duplicate of headers.%s (header names are case-insensitive)", seen[canon]))
+			continue
 		}
+		seen[canon] = name
 		if err := v.Validate(); err != nil {
 			errs = append(errs, config.Errorf(path, "%v", err))
 			continue

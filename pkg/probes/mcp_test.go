@@ -639,6 +639,8 @@ func TestMCPConfigErrors(t *testing.T) {
 		{"unknown key", map[string]any{"url": "http://x/mcp", "tools": 3}, []string{"tools"}}, // the wording is pkg/config's
 		{"header without source", map[string]any{"url": "http://x/mcp", "headers": map[string]any{"Authorization": map[string]any{"prefix": "Bearer "}}},
 			[]string{"headers.Authorization: must set exactly one of value, env or file"}},
+		{"duplicate header", map[string]any{"url": "http://x/mcp", "headers": map[string]any{"X-A": "1", "x-a": "2"}},
+			[]string{"headers.x-a: duplicate of headers.X-A (header names are case-insensitive)"}},
 		{"prefix on literal", map[string]any{"url": "http://x/mcp", "headers": map[string]any{"X-A": map[string]any{"value": "v", "prefix": "p"}}},
 			[]string{"headers.X-A.prefix: applies only to env or file; write it into value"}},
 		{"managed header", map[string]any{"url": "http://x/mcp", "headers": map[string]any{"mcp-session-id": "x"}}, []string{"headers.mcp-session-id: is set by the MCP client"}},
