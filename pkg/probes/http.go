@@ -14,6 +14,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"golang.org/x/net/http/httpguts"
+
 	"github.com/health-agent/health-agent/pkg/config"
 	"github.com/health-agent/health-agent/pkg/redact"
 )
@@ -134,7 +136,7 @@ func newHTTP(spec Spec) (Probe, error) {
 		verr := v.Validate()
 		canon := http.CanonicalHeaderKey(name)
 		switch {
-		case !validHeaderName(name):
+		case !httpguts.ValidHeaderFieldName(name):
 			errs = append(errs, config.Errorf(path, "not a valid header name"))
 		case seen[canon] != "":
 			errs = append(errs, config.Errorf(path, "duplicate of headers[%s] (header names are case-insensitive)", seen[canon]))

@@ -17,8 +17,6 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/net/http/httpguts"
-
 	"github.com/health-agent/health-agent/pkg/config"
 	"github.com/health-agent/health-agent/pkg/redact"
 )
@@ -117,9 +115,6 @@ func newClient(o clientOptions) *http.Client {
 func sameOrigin(a, b *url.URL) bool {
 	return strings.EqualFold(a.Scheme, b.Scheme) && strings.EqualFold(a.Host, b.Host)
 }
-
-// validHeaderName reports whether s may be sent as a header field name (an RFC 9110 token).
-func validHeaderName(s string) bool { return httpguts.ValidHeaderFieldName(s) }
 
 // readBounded reads r up to limit bytes. A longer body gives ErrBodyTooLarge after reading at most
 // limit+1 bytes, so an endless body costs a bounded amount of memory and time.

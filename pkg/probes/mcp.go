@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"golang.org/x/net/http/httpguts"
 
 	"github.com/health-agent/health-agent/pkg/config"
 	"github.com/health-agent/health-agent/pkg/redact"
@@ -113,7 +114,7 @@ func newMCP(spec Spec) (Probe, error) {
 		path := "headers." + name
 		canon := http.CanonicalHeaderKey(name)
 		switch {
-		case !validHeaderName(name):
+		case !httpguts.ValidHeaderFieldName(name):
 			errs = append(errs, config.Errorf(path, "not a valid HTTP header name"))
 			continue
 		case slices.Contains(mcpManagedHeaders, canon):
