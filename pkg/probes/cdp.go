@@ -544,14 +544,15 @@ func cdpWebSocketURL(endpoint *url.URL, reported string) (string, error) {
 func cdpSession(ctx context.Context, wsURL string) (product string, pages int, err error) {
 	var mu sync.Mutex
 	var raw net.Conn
-	transport := newTransport(cdpClientOptions(func(c net.Conn) {
+	// Like the probe's own client, it follows no redirect: a 3xx to the handshake is reported.
+	client := newClient(cdpClientOptions(func(c net.Conn) {
 		mu.Lock()
 		defer mu.Unlock()
 		raw = c
 	}))
 	// No Origin header: Chromium refuses websocket clients that send one unless started with
 	// --remote-allow-origins, and coder/websocket sends none unless told to.
-	conn, _, err := websocket.Dial(ctx, wsURL, &websocket.DialOptions{HTTPClient: &http.Client{Transport: transport}})
+	conn, _, err := websocket.Dial(ctx, wsURL, &websocket.DialOptions{HTTPClient: client})
 	if err != nil {
 		return "", 0, fmt.Errorf("websocket: %w", cdpShort(err))
 	}

@@ -234,6 +234,8 @@ func (f *cdpFake) serve(w http.ResponseWriter, r *http.Request) {
 		defer c.CloseNow()
 		c.SetReadLimit(-1)
 		f.session(c)
+	case "/redirect": // a handshake path that sends the client elsewhere
+		http.Redirect(w, r, cdpFakeWSPath, http.StatusFound)
 	default:
 		http.NotFound(w, r)
 	}
@@ -354,6 +356,7 @@ func TestCDPFakeEndpoint(t *testing.T) {
 		{name: "version with http websocket", fake: &cdpFake{versionBody: `{"webSocketDebuggerUrl":"http://127.0.0.1/x"}`}, wantErr: "is not a ws:// URL"},
 		{name: "version too large", fake: &cdpFake{versionBody: `{"Browser":"` + strings.Repeat("x", cdpMaxBody) + `"}`}, wantErr: "body larger than"},
 		{name: "websocket rejected", fake: &cdpFake{wsStatus: http.StatusForbidden}, wantErr: "websocket: expected handshake response status code 101 but got 403"},
+		{name: "websocket redirect not followed", fake: &cdpFake{versionBody: `{"webSocketDebuggerUrl":"ws://localhost:1/redirect"}`}, wantErr: "websocket: expected handshake response status code 101 but got 302"},
 		{name: "garbage message", fake: &cdpFake{answer: cdpAnswerWith("Browser.getVersion", "not json at all")}, wantErr: "Browser.getVersion: malformed answer", wantWS: true},
 		{name: "message neither response nor event", fake: &cdpFake{answer: cdpAnswerWith("Browser.getVersion", `{"foo":1}`)}, wantErr: "neither a response nor an event", wantWS: true},
 		{name: "error object", fake: &cdpFake{answer: cdpAnswerWith("Target.getTargets", `{"id":%d,"error":{"code":-32000,"message":"Not allowed"}}`)}, wantErr: "Target.getTargets: DevTools error -32000: Not allowed", wantWS: true},
