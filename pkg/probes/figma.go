@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/net/http/httpguts"
+
 	"github.com/health-agent/health-agent/pkg/config"
 	"github.com/health-agent/health-agent/pkg/redact"
 )
@@ -200,7 +202,7 @@ func (p *figmaProbe) token() (token, source string, err error) {
 // checkToken rejects what cannot be sent as a header value, naming the source, not the value (net/http
 // would otherwise fail with a less helpful error).
 func (p *figmaProbe) checkToken(t, source string) (string, string, error) {
-	if strings.ContainsFunc(t, func(r rune) bool { return r < ' ' || r == 0x7f }) {
+	if !httpguts.ValidHeaderFieldValue(t) {
 		return "", "", fmt.Errorf("the Figma token from %s contains control characters", source)
 	}
 	return t, source, nil

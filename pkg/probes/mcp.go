@@ -359,7 +359,7 @@ func (p *mcpProbe) resolveHeaders() (http.Header, []string, error) {
 		if err != nil {
 			return nil, nil, fmt.Errorf("header %s: %w", name, err)
 		}
-		if strings.ContainsFunc(s, func(r rune) bool { return r < ' ' && r != '\t' || r == 0x7f }) {
+		if !httpguts.ValidHeaderFieldValue(s) {
 			return nil, nil, fmt.Errorf("header %s: value contains control characters", name)
 		}
 		h.Set(name, s)
