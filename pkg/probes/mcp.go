@@ -66,7 +66,7 @@ type mcpProbe struct {
 	sse        bool
 	minTools   int
 	required   []string
-	headers    map[string]config.Value // canonical header name -> value
+	headers    []httpHeader // resolved at each check so rotated secrets are picked up
 	lookup     func(string) (string, bool)
 	shared     *redact.Secrets
 	client     *mcp.Client
@@ -107,7 +107,7 @@ func newMCP(spec Spec) (Probe, error) {
 			}
 		}
 	}
-	headers := make(map[string]config.Value, len(o.Headers))
+	var headers []httpHeader    // sorted by name as written
 	seen := map[string]string{} // canonical name -> name as written
 	for _, name := range slices.Sorted(maps.Keys(o.Headers)) {
 		v := o.Headers[name]
@@ -133,7 +133,7 @@ func newMCP(spec Spec) (Probe, error) {
 			errs = append(errs, config.Errorf(path+".prefix", "applies only to env or file; write it into value"))
 			continue
 		}
-		headers[canon] = v
+		headers = append(headers, httpHeader{name: canon, configName: name, value: v})
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
@@ -179,9 +179,9 @@ func mcpParseURL(raw string) (*url.URL, error) {
 // Warnings reports header secrets that are not there yet: the probe will fail until they are.
 func (p *mcpProbe) Warnings() []string {
 	var out []string
-	for _, name := range slices.Sorted(maps.Keys(p.headers)) {
-		if _, err := p.headers[name].Resolve(p.lookup); err != nil {
-			out = append(out, fmt.Sprintf("header %s: %v; the probe reports unhealthy until it is", name, err))
+	for _, h := range p.headers {
+		if _, err := h.value.Resolve(p.lookup); err != nil {
+			out = append(out, fmt.Sprintf("headers.%s: %v; the probe reports unhealthy until it is", h.configName, err))
 		}
 	}
 	return out
@@ -353,18 +353,17 @@ func (t *mcpTools) list(ctx context.Context, cs *mcp.ClientSession, maxKept int)
 func (p *mcpProbe) resolveHeaders() (http.Header, []string, error) {
 	h := make(http.Header, len(p.headers))
 	var secrets []string
-	for _, name := range slices.Sorted(maps.Keys(p.headers)) {
-		v := p.headers[name]
-		s, err := v.Resolve(p.lookup)
+	for _, hd := range p.headers {
+		s, err := hd.value.Resolve(p.lookup)
 		if err != nil {
-			return nil, nil, fmt.Errorf("header %s: %w", name, err)
+			return nil, nil, fmt.Errorf("header %s: %w", hd.name, err)
 		}
 		if !httpguts.ValidHeaderFieldValue(s) {
-			return nil, nil, fmt.Errorf("header %s: value contains control characters", name)
+			return nil, nil, fmt.Errorf("header %s: value contains control characters", hd.name)
 		}
-		h.Set(name, s)
-		if v.IsSecret() {
-			secrets = appendSecret(secrets, s, v.Prefix)
+		h.Set(hd.name, s)
+		if hd.value.IsSecret() {
+			secrets = appendSecret(secrets, s, hd.value.Prefix)
 		}
 	}
 	return h, secrets, nil

@@ -735,3 +735,14 @@ func TestMCPConfigURLNotEchoed(t *testing.T) {
 		}
 	}
 }
+
+// A header secret not set yet is warned about at the option's path, as written, so that config
+// validation prefixes it with the probe's path ("probes[1].headers.x-api-key: …").
+func TestMCPWarningNamesTheOption(t *testing.T) {
+	p := mcpNewProbe(t, map[string]any{"url": "http://127.0.0.1:1/mcp", "headers": map[string]any{
+		"x-api-key": map[string]any{"env": "MCP_KEY_UNSET"}, "X-Env": "test"}}, nil)
+	w := p.Warnings()
+	if len(w) != 1 || !strings.HasPrefix(w[0], "headers.x-api-key: ") || !strings.Contains(w[0], "MCP_KEY_UNSET") {
+		t.Errorf("warnings = %q, want one at headers.x-api-key naming MCP_KEY_UNSET", w)
+	}
+}
