@@ -151,13 +151,13 @@ func cdpParseEndpoint(raw, mode string) (*url.URL, error) {
 	}
 	switch {
 	case u.Scheme != "http" && u.Scheme != "https":
-		return nil, fmt.Errorf("must be an absolute http URL like http://127.0.0.1:9222, got %q", u.Redacted())
+		return nil, fmt.Errorf("must be an absolute http URL like http://127.0.0.1:9222, got %q", shownURL(raw))
 	case u.User != nil:
-		return nil, fmt.Errorf("must not contain user info, got %q", u.Redacted())
+		return nil, fmt.Errorf("must not contain user info, got %q", shownURL(raw))
 	case u.Hostname() == "":
-		return nil, fmt.Errorf("has no host, got %q", u.Redacted())
+		return nil, fmt.Errorf("has no host, got %q", shownURL(raw))
 	case u.RawQuery != "" || u.Fragment != "" || u.ForceQuery:
-		return nil, fmt.Errorf("must not have a query or fragment, got %q", u.Redacted())
+		return nil, fmt.Errorf("must not have a query or fragment, got %q", shownURL(raw))
 	}
 	if h := u.Hostname(); mode == cdpModeCDP && !strings.EqualFold(h, "localhost") && net.ParseIP(h) == nil {
 		return nil, fmt.Errorf("host %q must be an IP address or localhost: Chromium's DevTools server rejects other Host headers", h)
@@ -222,9 +222,8 @@ func (p *cdpProbe) Check(ctx context.Context) (Result, error) {
 		var secrets []string
 		if token != "" {
 			secrets = []string{token, url.QueryEscape(token)}
-			shareSecrets(p.shared, secrets)
 		}
-		secrets = withShared(secrets, p.shared)
+		secrets = shareSecrets(p.shared, secrets)
 		pools := make([]cdpPool, len(p.endpoints))
 		for i, u := range p.endpoints {
 			wg.Go(func() { pools[i] = p.checkPressure(ctx, u, token, secrets) })
@@ -545,14 +544,15 @@ func cdpWebSocketURL(endpoint *url.URL, reported string) (string, error) {
 func cdpSession(ctx context.Context, wsURL string) (product string, pages int, err error) {
 	var mu sync.Mutex
 	var raw net.Conn
-	transport := newTransport(cdpClientOptions(func(c net.Conn) {
+	// Like the probe's own client, it follows no redirect: a 3xx to the handshake is reported.
+	client := newClient(cdpClientOptions(func(c net.Conn) {
 		mu.Lock()
 		defer mu.Unlock()
 		raw = c
 	}))
 	// No Origin header: Chromium refuses websocket clients that send one unless started with
 	// --remote-allow-origins, and coder/websocket sends none unless told to.
-	conn, _, err := websocket.Dial(ctx, wsURL, &websocket.DialOptions{HTTPClient: &http.Client{Transport: transport}})
+	conn, _, err := websocket.Dial(ctx, wsURL, &websocket.DialOptions{HTTPClient: client})
 	if err != nil {
 		return "", 0, fmt.Errorf("websocket: %w", cdpShort(err))
 	}

@@ -110,6 +110,8 @@ func TestCDPOptions(t *testing.T) {
 		{name: "no host", opts: map[string]any{"urls": "http:///json"}, wantErr: []string{"urls[0]: has no host"}},
 		{name: "user info not echoed", opts: map[string]any{"urls": "http://user:hunter2@127.0.0.1:9222"}, wantErr: []string{"urls[0]: must not contain user info"}},
 		{name: "query", opts: map[string]any{"urls": "http://127.0.0.1:9222/?x=1"}, wantErr: []string{"urls[0]: must not have a query"}},
+		{name: "query not echoed", opts: map[string]any{"urls": "http://127.0.0.1:9222/?token=hunter2hunter2#hunter2"}, wantErr: []string{"urls[0]: must not have a query"}},
+		{name: "user info not echoed by a scheme error", opts: map[string]any{"urls": "ws://u:hunter2@127.0.0.1:9222/?token=hunter2hunter2"}, wantErr: []string{"urls[0]: must be an absolute http URL"}},
 		{name: "duplicate", opts: map[string]any{"urls": "http://127.0.0.1:9222,http://127.0.0.1:9222/"}, wantErr: []string{"urls[1]: duplicate of urls[0]"}},
 		{name: "minAvailable above urls", opts: map[string]any{"urls": "http://127.0.0.1:9222", "minAvailable": 2}, wantErr: []string{"minAvailable: must be between 0 and the number of urls (1), got 2"}},
 		{name: "minAvailable negative", opts: map[string]any{"urls": "http://127.0.0.1:9222", "minAvailable": -1}, wantErr: []string{"minAvailable: must be between 0"}},
@@ -232,6 +234,8 @@ func (f *cdpFake) serve(w http.ResponseWriter, r *http.Request) {
 		defer c.CloseNow()
 		c.SetReadLimit(-1)
 		f.session(c)
+	case "/redirect": // a handshake path that sends the client elsewhere
+		http.Redirect(w, r, cdpFakeWSPath, http.StatusFound)
 	default:
 		http.NotFound(w, r)
 	}
@@ -352,6 +356,7 @@ func TestCDPFakeEndpoint(t *testing.T) {
 		{name: "version with http websocket", fake: &cdpFake{versionBody: `{"webSocketDebuggerUrl":"http://127.0.0.1/x"}`}, wantErr: "is not a ws:// URL"},
 		{name: "version too large", fake: &cdpFake{versionBody: `{"Browser":"` + strings.Repeat("x", cdpMaxBody) + `"}`}, wantErr: "body larger than"},
 		{name: "websocket rejected", fake: &cdpFake{wsStatus: http.StatusForbidden}, wantErr: "websocket: expected handshake response status code 101 but got 403"},
+		{name: "websocket redirect not followed", fake: &cdpFake{versionBody: `{"webSocketDebuggerUrl":"ws://localhost:1/redirect"}`}, wantErr: "websocket: expected handshake response status code 101 but got 302"},
 		{name: "garbage message", fake: &cdpFake{answer: cdpAnswerWith("Browser.getVersion", "not json at all")}, wantErr: "Browser.getVersion: malformed answer", wantWS: true},
 		{name: "message neither response nor event", fake: &cdpFake{answer: cdpAnswerWith("Browser.getVersion", `{"foo":1}`)}, wantErr: "neither a response nor an event", wantWS: true},
 		{name: "error object", fake: &cdpFake{answer: cdpAnswerWith("Target.getTargets", `{"id":%d,"error":{"code":-32000,"message":"Not allowed"}}`)}, wantErr: "Target.getTargets: DevTools error -32000: Not allowed", wantWS: true},

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/net/http/httpguts"
+
 	"github.com/health-agent/health-agent/pkg/config"
 	"github.com/health-agent/health-agent/pkg/redact"
 )
@@ -200,7 +202,7 @@ func (p *figmaProbe) token() (token, source string, err error) {
 // checkToken rejects what cannot be sent as a header value, naming the source, not the value (net/http
 // would otherwise fail with a less helpful error).
 func (p *figmaProbe) checkToken(t, source string) (string, string, error) {
-	if strings.ContainsFunc(t, func(r rune) bool { return r < ' ' || r == 0x7f }) {
+	if !httpguts.ValidHeaderFieldValue(t) {
 		return "", "", fmt.Errorf("the Figma token from %s contains control characters", source)
 	}
 	return t, source, nil
@@ -222,8 +224,7 @@ func (p *figmaProbe) Check(ctx context.Context) (Result, error) {
 		return res, failure(fmt.Errorf("figma: %w", err), p.shared.List())
 	}
 	fields["tokenSource"] = source
-	shareSecrets(p.shared, []string{token})
-	secrets := withShared([]string{token}, p.shared)
+	secrets := shareSecrets(p.shared, []string{token})
 
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.endpoint, nil)
 	if err != nil {
@@ -269,11 +270,11 @@ func (p *figmaProbe) Check(ctx context.Context) (Result, error) {
 		return res, failure(Permanent(fmt.Errorf("figma: %w (HTTP %d): check the token from %s%s", ErrFigmaTokenRejected, code, source, detail)), secrets)
 	case code == http.StatusTooManyRequests:
 		wait := figmaRetryAfter(resp.Header.Get("Retry-After"), p.now())
-		limitType := figmaHeaderWord(resp.Header.Get("X-Figma-Rate-Limit-Type"))
+		limitType := figmaHeaderWord(resp.Header.Get("X-Figma-Rate-Limit-Type"), secrets)
 		fields["rateLimited"] = true
 		fields["retryAfterSeconds"] = int(wait / time.Second)
 		fields["rateLimitType"] = limitType
-		if tier := figmaHeaderWord(resp.Header.Get("X-Figma-Plan-Tier")); tier != "" {
+		if tier := figmaHeaderWord(resp.Header.Get("X-Figma-Plan-Tier"), secrets); tier != "" {
 			fields["planTier"] = tier
 		}
 		res.Status = Degraded
@@ -318,13 +319,14 @@ func figmaRetryAfter(h string, now time.Time) time.Duration {
 	return max(RetryAfter(h, now, figmaDefaultRetryAfter, figmaMaxRetryAfter), time.Second)
 }
 
-// figmaHeaderWord keeps a short, printable header value for a field (a dependency's header is input).
-func figmaHeaderWord(s string) string {
+// figmaHeaderWord keeps a short, printable header value for a field (a dependency's header is input),
+// secrets hidden. They are hidden last: dropping characters could otherwise join the pieces of one.
+func figmaHeaderWord(s string, secrets []string) string {
 	s = strings.Map(func(r rune) rune {
 		if r <= ' ' || r >= 0x7f {
 			return -1
 		}
 		return r
 	}, s)
-	return s[:min(len(s), 32)]
+	return redact.Text(s[:min(len(s), 32)], secrets)
 }

@@ -107,6 +107,11 @@ func (f *figmaFake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Figma-Plan-Tier", "starter")
 		writeJSON(http.StatusTooManyRequests, map[string]any{"status": 429, "err": "Rate limit exceeded"})
 		return
+	case "429 echo": // a proxy that puts the token it was given in the rate-limit headers
+		w.Header().Set("X-Figma-Rate-Limit-Type", token)
+		w.Header().Set("X-Figma-Plan-Tier", token)
+		w.WriteHeader(http.StatusTooManyRequests)
+		return
 	case "429 bare":
 		w.WriteHeader(http.StatusTooManyRequests)
 		return
@@ -203,6 +208,8 @@ func TestFigmaScenarios(t *testing.T) {
 		{name: "403 echoing the token", mode: "403 echo", token: figmaTestToken, wantErr: "Invalid token [redacted]", wantIs: ErrFigmaTokenRejected},
 		{name: "rate limited", mode: "429", token: figmaTestToken, wantStatus: Degraded, wantRetry: 30 * time.Second,
 			wantFields: map[string]any{"rateLimited": true, "retryAfterSeconds": 30, "rateLimitType": "low", "planTier": "starter"}},
+		{name: "rate limit headers echoing the token", mode: "429 echo", token: figmaTestToken, wantStatus: Degraded, wantRetry: time.Minute,
+			wantFields: map[string]any{"rateLimited": true, "rateLimitType": "[redacted]", "planTier": "[redacted]"}},
 		{name: "rate limited without Retry-After", mode: "429 bare", token: figmaTestToken, wantStatus: Degraded, wantRetry: time.Minute,
 			wantFields: map[string]any{"rateLimited": true, "retryAfterSeconds": 60, "rateLimitType": ""}},
 		{name: "rate limited for a week", mode: "429 huge", token: figmaTestToken, wantStatus: Degraded, wantRetry: time.Hour,

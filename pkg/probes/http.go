@@ -14,6 +14,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"golang.org/x/net/http/httpguts"
+
 	"github.com/health-agent/health-agent/pkg/config"
 	"github.com/health-agent/health-agent/pkg/redact"
 )
@@ -127,19 +129,24 @@ func newHTTP(spec Spec) (Probe, error) {
 		errs = append(errs, config.Errorf("method", "HEAD responses have no body, but legacy or expectJSON needs one"))
 	}
 
+	seen := map[string]string{} // canonical name -> name as written
 	for _, name := range slices.Sorted(maps.Keys(o.Headers)) {
 		v := o.Headers[name]
 		path := "headers[" + name + "]"
 		verr := v.Validate()
+		canon := http.CanonicalHeaderKey(name)
 		switch {
-		case !validHeaderName(name):
+		case !httpguts.ValidHeaderFieldName(name):
 			errs = append(errs, config.Errorf(path, "not a valid header name"))
+		case seen[canon] != "":
+			errs = append(errs, config.Errorf(path, "duplicate of headers[%s] (header names are case-insensitive)", seen[canon]))
 		case verr != nil:
 			errs = append(errs, config.Errorf(path, "%v", verr))
 		case v.Prefix != "" && !v.IsSecret():
 			errs = append(errs, config.Errorf(path+".prefix", "applies only to env or file; write it into value"))
 		default:
-			p.headers = append(p.headers, httpHeader{name: http.CanonicalHeaderKey(name), configName: name, value: v})
+			seen[canon] = name
+			p.headers = append(p.headers, httpHeader{name: canon, configName: name, value: v})
 		}
 	}
 
@@ -251,7 +258,7 @@ func (p *httpProbe) Check(ctx context.Context) (Result, error) {
 			secrets = appendSecret(secrets, v, h.value.Prefix)
 		}
 	}
-	shareSecrets(p.shared, secrets)
+	hidden := shareSecrets(p.shared, secrets)
 
 	resp, err := p.client.Do(req)
 	if err != nil {
@@ -263,7 +270,6 @@ func (p *httpProbe) Check(ctx context.Context) (Result, error) {
 		res.RetryAfter = RetryAfter(resp.Header.Get("Retry-After"), time.Now(), 0, httpMaxRetryAfter)
 		res.RateLimited = resp.StatusCode == http.StatusTooManyRequests
 	}
-	hidden := withShared(secrets, p.shared)
 
 	var body []byte
 	if p.legacy || len(p.conditions) > 0 {

@@ -568,6 +568,8 @@ func TestHTTPBadOptions(t *testing.T) {
 			wantErr: []string{"headers[X-A]: must set exactly one of value, env or file"}},
 		{name: "header with two sources", opts: map[string]any{"url": u, "headers": map[string]any{"X-A": map[string]any{"env": "A", "file": "/a"}}},
 			wantErr: []string{"headers[X-A]: must set exactly one of value, env or file"}},
+		{name: "duplicate header", opts: map[string]any{"url": u, "headers": map[string]any{"X-A": "1", "x-a": map[string]any{"env": "A"}}},
+			wantErr: []string{"headers[x-a]: duplicate of headers[X-A] (header names are case-insensitive)"}},
 		{name: "prefix on literal", opts: map[string]any{"url": u, "headers": map[string]any{"X-A": map[string]any{"value": "v", "prefix": "p"}}},
 			wantErr: []string{"headers[X-A].prefix: applies only to env or file; write it into value"}},
 		{name: "bad header name", opts: map[string]any{"url": u, "headers": map[string]any{"X A": "v"}},

@@ -17,8 +17,6 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/net/http/httpguts"
-
 	"github.com/health-agent/health-agent/pkg/config"
 	"github.com/health-agent/health-agent/pkg/redact"
 )
@@ -118,9 +116,6 @@ func sameOrigin(a, b *url.URL) bool {
 	return strings.EqualFold(a.Scheme, b.Scheme) && strings.EqualFold(a.Host, b.Host)
 }
 
-// validHeaderName reports whether s may be sent as a header field name (an RFC 9110 token).
-func validHeaderName(s string) bool { return httpguts.ValidHeaderFieldName(s) }
-
 // readBounded reads r up to limit bytes. A longer body gives ErrBodyTooLarge after reading at most
 // limit+1 bytes, so an endless body costs a bounded amount of memory and time.
 func readBounded(r io.Reader, limit int64) ([]byte, error) {
@@ -162,9 +157,6 @@ func RetryAfter(v string, now time.Time, def, limit time.Duration) time.Duration
 	return min(d, limit)
 }
 
-// redacted replaces a secret in text shown to people.
-const redacted = redact.Mask
-
 // appendSecret adds a resolved secret value to secrets, and the raw secret without its configured
 // prefix ("Bearer "), which a dependency may echo alone.
 func appendSecret(secrets []string, value, prefix string) []string {
@@ -178,14 +170,12 @@ func appendSecret(secrets []string, value, prefix string) []string {
 }
 
 // shareSecrets adds a probe's secrets to the agent-wide set, so that another dependency that echoes
-// them is cleaned of them too. Values shorter than redact.MinRun stay with the probe alone: the set
-// hides a short value wherever it occurs whole, and "1" or "json" would garble every other probe's text.
-func shareSecrets(set *redact.Secrets, secrets []string) {
-	for _, s := range secrets {
-		if len(s) >= redact.MinRun {
-			set.Add(s)
-		}
-	}
+// them is cleaned of them too, and returns what the probe hides from a dependency's text: its own
+// secrets plus the set's. Values shorter than redact.MinRun stay with the probe alone: the set hides a
+// short value wherever it occurs whole, and "1" or "json" would garble every other probe's text.
+func shareSecrets(set *redact.Secrets, secrets []string) []string {
+	set.Add(longSecrets(secrets)...)
+	return withShared(secrets, set)
 }
 
 // urlSecrets are the secrets a configured URL carries: its password, base64(user:password) as Basic
@@ -284,11 +274,11 @@ func shownURL(raw string) string {
 	u, err := url.Parse(raw)
 	if err != nil {
 		if i := strings.IndexAny(raw, "?#"); i >= 0 {
-			raw = raw[:i] + "?" + redacted
+			raw = raw[:i] + "?" + redact.Mask
 		}
 		if i := strings.Index(raw, "://"); i >= 0 {
 			if at := strings.LastIndex(raw[i+3:], "@"); at >= 0 {
-				raw = raw[:i+3] + redacted + raw[i+3+at:]
+				raw = raw[:i+3] + redact.Mask + raw[i+3+at:]
 			}
 		}
 		return raw
@@ -298,7 +288,7 @@ func shownURL(raw string) string {
 		parts := strings.Split(u.RawQuery, "&")
 		for i, part := range parts {
 			if k, v, ok := strings.Cut(part, "="); ok && v != "" {
-				parts[i] = k + "=" + redacted
+				parts[i] = k + "=" + redact.Mask
 			}
 		}
 		u.RawQuery = strings.Join(parts, "&")
@@ -331,10 +321,11 @@ func shownMessage(s string, secrets []string) string {
 	return redact.Shown(s, secrets, redact.MaxText)
 }
 
-// bodySecrets are the secrets long enough to redact from a body. Any env or file value counts as a
-// secret, and a short one ("1", "json") would garble a legacy body (or have it withheld) wherever those
-// bytes occur; messages, which it cannot garble in a harmful way, are redacted of every length.
-func bodySecrets(secrets []string) []string {
+// longSecrets are the secrets of redact.MinRun bytes or more: the ones redacted from a body and shared
+// with other probes. Any env or file value counts as a secret, and a short one ("1", "json") would
+// garble a legacy body (or have it withheld) wherever those bytes occur; messages, which it cannot
+// garble in a harmful way, are redacted of every length.
+func longSecrets(secrets []string) []string {
 	var out []string
 	for _, s := range secrets {
 		if len(s) >= redact.MinRun {
@@ -347,7 +338,7 @@ func bodySecrets(secrets []string) []string {
 // redactBody hides the secrets (any redact.MinRun-byte piece of one) in a raw body. The result may no
 // longer be valid JSON (a secret that was a number): the caller checks.
 func redactBody(b []byte, secrets []string) []byte {
-	secrets = bodySecrets(secrets)
+	secrets = longSecrets(secrets)
 	if len(secrets) == 0 {
 		return b
 	}
@@ -388,7 +379,7 @@ func redactJSON(v any, secrets []string) any {
 // holdsSecret reports whether a JSON body still holds a secret once decoded (one written with escapes,
 // which redactBody cannot see).
 func holdsSecret(body []byte, secrets []string) bool {
-	secrets = bodySecrets(secrets)
+	secrets = longSecrets(secrets)
 	if len(secrets) == 0 {
 		return false
 	}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"golang.org/x/net/http/httpguts"
 
 	"github.com/health-agent/health-agent/pkg/config"
 	"github.com/health-agent/health-agent/pkg/redact"
@@ -65,7 +66,7 @@ type mcpProbe struct {
 	sse        bool
 	minTools   int
 	required   []string
-	headers    map[string]config.Value // canonical header name -> value
+	headers    []httpHeader // resolved at each check so rotated secrets are picked up
 	lookup     func(string) (string, bool)
 	shared     *redact.Secrets
 	client     *mcp.Client
@@ -106,24 +107,33 @@ func newMCP(spec Spec) (Probe, error) {
 			}
 		}
 	}
-	headers := make(map[string]config.Value, len(o.Headers))
+	var headers []httpHeader    // sorted by name as written
+	seen := map[string]string{} // canonical name -> name as written
 	for _, name := range slices.Sorted(maps.Keys(o.Headers)) {
 		v := o.Headers[name]
 		path := "headers." + name
 		canon := http.CanonicalHeaderKey(name)
 		switch {
-		case !validHeaderName(name):
+		case !httpguts.ValidHeaderFieldName(name):
 			errs = append(errs, config.Errorf(path, "not a valid HTTP header name"))
 			continue
 		case slices.Contains(mcpManagedHeaders, canon):
 			errs = append(errs, config.Errorf(path, "is set by the MCP client and cannot be configured"))
 			continue
+		case seen[canon] != "":
+			errs = append(errs, config.Errorf(path, "duplicate of headers.%s (header names are case-insensitive)", seen[canon]))
+			continue
 		}
+		seen[canon] = name
 		if err := v.Validate(); err != nil {
 			errs = append(errs, config.Errorf(path, "%v", err))
 			continue
 		}
-		headers[canon] = v
+		if v.Prefix != "" && !v.IsSecret() {
+			errs = append(errs, config.Errorf(path+".prefix", "applies only to env or file; write it into value"))
+			continue
+		}
+		headers = append(headers, httpHeader{name: canon, configName: name, value: v})
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
@@ -152,13 +162,13 @@ func mcpParseURL(raw string) (*url.URL, error) {
 	}
 	u, err := url.Parse(raw)
 	if err != nil {
-		return nil, fmt.Errorf("not a URL: %q", raw)
+		return nil, fmt.Errorf("not a URL: %q", shownURL(raw))
 	}
 	if u.Scheme != "http" && u.Scheme != "https" {
-		return nil, fmt.Errorf("must be an absolute http or https URL, got %q", raw)
+		return nil, fmt.Errorf("must be an absolute http or https URL, got %q", shownURL(raw))
 	}
 	if u.Host == "" {
-		return nil, fmt.Errorf("has no host: %q", raw)
+		return nil, fmt.Errorf("has no host: %q", shownURL(raw))
 	}
 	if u.User != nil {
 		return nil, errors.New("must not carry credentials (user:password@); send them in headers, from env or file")
@@ -169,9 +179,9 @@ func mcpParseURL(raw string) (*url.URL, error) {
 // Warnings reports header secrets that are not there yet: the probe will fail until they are.
 func (p *mcpProbe) Warnings() []string {
 	var out []string
-	for _, name := range slices.Sorted(maps.Keys(p.headers)) {
-		if _, err := p.headers[name].Resolve(p.lookup); err != nil {
-			out = append(out, fmt.Sprintf("header %s: %v; the probe reports unhealthy until it is", name, err))
+	for _, h := range p.headers {
+		if _, err := h.value.Resolve(p.lookup); err != nil {
+			out = append(out, fmt.Sprintf("headers.%s: %v; the probe reports unhealthy until it is", h.configName, err))
 		}
 	}
 	return out
@@ -186,8 +196,7 @@ func (p *mcpProbe) Check(ctx context.Context) (Result, error) {
 	if err != nil {
 		return res, failure(fmt.Errorf("mcp: %w", err), p.shared.List())
 	}
-	shareSecrets(p.shared, secrets)
-	secrets = withShared(secrets, p.shared)
+	secrets = shareSecrets(p.shared, secrets)
 	conns := &mcpConnSet{conns: map[net.Conn]struct{}{}}
 	// Cut whatever the check left open (a best-effort cancellation notice the SDK sends in the
 	// background, a legacy SSE stream), so nothing outlives Check.
@@ -344,21 +353,17 @@ func (t *mcpTools) list(ctx context.Context, cs *mcp.ClientSession, maxKept int)
 func (p *mcpProbe) resolveHeaders() (http.Header, []string, error) {
 	h := make(http.Header, len(p.headers))
 	var secrets []string
-	for _, name := range slices.Sorted(maps.Keys(p.headers)) {
-		v := p.headers[name]
-		s, err := v.Resolve(p.lookup)
+	for _, hd := range p.headers {
+		s, err := hd.value.Resolve(p.lookup)
 		if err != nil {
-			return nil, nil, fmt.Errorf("header %s: %w", name, err)
+			return nil, nil, fmt.Errorf("header %s: %w", hd.name, err)
 		}
-		if strings.ContainsFunc(s, func(r rune) bool { return r < ' ' && r != '\t' || r == 0x7f }) {
-			return nil, nil, fmt.Errorf("header %s: value contains control characters", name)
+		if !httpguts.ValidHeaderFieldValue(s) {
+			return nil, nil, fmt.Errorf("header %s: value contains control characters", hd.name)
 		}
-		h.Set(name, s)
-		if v.IsSecret() {
-			secrets = append(secrets, s)
-			if raw := strings.TrimPrefix(s, v.Prefix); raw != s && raw != "" {
-				secrets = append(secrets, raw)
-			}
+		h.Set(hd.name, s)
+		if hd.value.IsSecret() {
+			secrets = appendSecret(secrets, s, hd.value.Prefix)
 		}
 	}
 	return h, secrets, nil

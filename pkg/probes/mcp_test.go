@@ -639,6 +639,10 @@ func TestMCPConfigErrors(t *testing.T) {
 		{"unknown key", map[string]any{"url": "http://x/mcp", "tools": 3}, []string{"tools"}}, // the wording is pkg/config's
 		{"header without source", map[string]any{"url": "http://x/mcp", "headers": map[string]any{"Authorization": map[string]any{"prefix": "Bearer "}}},
 			[]string{"headers.Authorization: must set exactly one of value, env or file"}},
+		{"duplicate header", map[string]any{"url": "http://x/mcp", "headers": map[string]any{"X-A": "1", "x-a": "2"}},
+			[]string{"headers.x-a: duplicate of headers.X-A (header names are case-insensitive)"}},
+		{"prefix on literal", map[string]any{"url": "http://x/mcp", "headers": map[string]any{"X-A": map[string]any{"value": "v", "prefix": "p"}}},
+			[]string{"headers.X-A.prefix: applies only to env or file; write it into value"}},
 		{"managed header", map[string]any{"url": "http://x/mcp", "headers": map[string]any{"mcp-session-id": "x"}}, []string{"headers.mcp-session-id: is set by the MCP client"}},
 		{"invalid header name", map[string]any{"url": "http://x/mcp", "headers": map[string]any{"bad name": "x"}}, []string{"headers.bad name: not a valid HTTP header name"}},
 		{"every problem at once", map[string]any{"transport": "ws", "minTools": -2}, []string{"url: required", "transport:", "minTools:"}},
@@ -717,4 +721,28 @@ func TestMCPEndlessPagination(t *testing.T) {
 		t.Errorf("tools/list requests = %d, want 2 (stop at the first repeat)", n)
 	}
 	ts.waitNoSessions(t)
+}
+
+// A URL refused by the config shows neither its password nor its query values (a key may be put there).
+func TestMCPConfigURLNotEchoed(t *testing.T) {
+	for _, raw := range []string{"ftp://u:hunter2@x/mcp?key=hunter2hunter2", "http:///mcp?key=hunter2hunter2", "http://x/%zz?key=hunter2hunter2"} {
+		_, err := Kinds["mcp"].New(Spec{Name: "m", Options: map[string]any{"url": raw}})
+		if err == nil || !strings.Contains(err.Error(), "url: ") {
+			t.Fatalf("url %d: error %v, want one at url", len(raw), err)
+		}
+		if strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("the error shows the URL's secrets: %q", mcpSafe(err))
+		}
+	}
+}
+
+// A header secret not set yet is warned about at the option's path, as written, so that config
+// validation prefixes it with the probe's path ("probes[1].headers.x-api-key: …").
+func TestMCPWarningNamesTheOption(t *testing.T) {
+	p := mcpNewProbe(t, map[string]any{"url": "http://127.0.0.1:1/mcp", "headers": map[string]any{
+		"x-api-key": map[string]any{"env": "MCP_KEY_UNSET"}, "X-Env": "test"}}, nil)
+	w := p.Warnings()
+	if len(w) != 1 || !strings.HasPrefix(w[0], "headers.x-api-key: ") || !strings.Contains(w[0], "MCP_KEY_UNSET") {
+		t.Errorf("warnings = %q, want one at headers.x-api-key naming MCP_KEY_UNSET", w)
+	}
 }

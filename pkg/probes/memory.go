@@ -34,6 +34,12 @@ type memoryOptions struct {
 // memoryMaxPidFile caps a pid file: a pid is a few digits.
 const memoryMaxPidFile = 4 << 10
 
+// memoryMaxProcFile caps every /proc and cgroup file the probe reads (status, comm, cmdline, cgroup,
+// the limit files). cmdline is the largest; one past the cap is simply not matched by argv[0]. The
+// limit files are read through the app's own root (/proc/<pid>/root), which the app controls, so
+// they go through config.ReadFile too: a FIFO or a device there is skipped, never read.
+const memoryMaxProcFile = 1 << 20
+
 // Default percent thresholds, used when no threshold is configured at all.
 const (
 	defaultWarnPercent = 80
@@ -279,13 +285,13 @@ func (p *memoryProbe) findByName(ctx context.Context) (memoryTarget, string, err
 // nameMatches reports whether the process in dir is named p.process, by comm (which the kernel
 // truncates to 15 bytes) or by argv[0]'s base name (for programs whose comm differs, e.g. a renamed thread).
 func (p *memoryProbe) nameMatches(dir string) bool {
-	if b, err := os.ReadFile(filepath.Join(dir, "comm")); err == nil {
+	if b, err := config.ReadFile(filepath.Join(dir, "comm"), memoryMaxProcFile); err == nil {
 		comm := strings.TrimSuffix(string(b), "\n")
 		if comm == p.process || (len(p.process) > commLen && comm == p.process[:commLen]) {
 			return true
 		}
 	}
-	b, err := os.ReadFile(filepath.Join(dir, "cmdline"))
+	b, err := config.ReadFile(filepath.Join(dir, "cmdline"), memoryMaxProcFile)
 	if err != nil || len(b) == 0 {
 		return false
 	}
@@ -310,7 +316,7 @@ type procStatus struct {
 func (s procStatus) alive() bool { return s.hasRSS && s.state != "Z" && s.state != "X" }
 
 func readProcStatus(file string) (procStatus, error) {
-	b, err := os.ReadFile(file)
+	b, err := config.ReadFile(file, memoryMaxProcFile)
 	if err != nil {
 		return procStatus{}, err
 	}
@@ -367,7 +373,7 @@ func (p *memoryProbe) limit(pid int) (int64, bool) {
 	var limit int64
 	readable := false
 	for _, f := range files {
-		b, err := os.ReadFile(f)
+		b, err := config.ReadFile(f, memoryMaxProcFile)
 		if err != nil {
 			continue
 		}
@@ -391,7 +397,7 @@ func (p *memoryProbe) limit(pid int) (int64, bool) {
 // readCgroupPaths returns the cgroup v2 path and the v1 memory controller's path from a
 // /proc/<pid>/cgroup file (either may be empty).
 func readCgroupPaths(file string) (v2, v1 string) {
-	b, err := os.ReadFile(file)
+	b, err := config.ReadFile(file, memoryMaxProcFile)
 	if err != nil {
 		return "", ""
 	}

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/health-agent/health-agent/internal/testkit"
 	"github.com/health-agent/health-agent/pkg/config"
 )
 
@@ -735,5 +736,45 @@ func TestMemoryKind(t *testing.T) {
 	bad := &config.Probe{Name: "memory", Kind: "memory", Options: map[string]any{"process": "node", "critPercent": 150}}
 	if _, _, err := Kinds.CheckProbe(bad); err == nil {
 		t.Error("CheckProbe accepted critPercent 150")
+	}
+}
+
+// A limit file that is a FIFO (the app's own root, /proc/<pid>/root, is the app's to shape) is skipped,
+// never opened for a blocking read: the limit comes from the views that are regular files.
+func TestMemoryLimitFileNotRegular(t *testing.T) {
+	root := t.TempDir()
+	procRoot := filepath.Join(root, "proc")
+	fakeMemProc{pid: 100, comm: "node", cmdline: "node\x00", rssKB: 100 * 1024, cgroup: "0::/app\n"}.write(t, procRoot)
+	writeMemFile(t, filepath.Join(root, "cgroup", "app", "memory.max"), "1048576000\n")
+	fifo := filepath.Join(procRoot, "100", "root", "sys", "fs", "cgroup", "memory.max")
+	if err := os.MkdirAll(filepath.Dir(fifo), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Skipf("mkfifo: %v", err)
+	}
+	p := newTestMemory(t, map[string]any{"process": "node"})
+	p.procRoot, p.cgroupRoot = procRoot, filepath.Join(root, "cgroup")
+	var res Result
+	if err := testkit.Returns(t, 5*time.Second, func() (err error) { res, err = p.Check(t.Context()); return err }); err != nil {
+		t.Fatal(err)
+	}
+	if res.Status != Healthy || res.Fields["limitBytes"] != int64(1000<<20) {
+		t.Errorf("got %s %q, limitBytes %v; want healthy with the 1000MiB limit of the readable view", res.Status, res.Reason, res.Fields["limitBytes"])
+	}
+}
+
+// A /proc file larger than the cap is not read whole: a cmdline past it is not matched by argv[0].
+func TestMemoryProcFileBounded(t *testing.T) {
+	procRoot := filepath.Join(t.TempDir(), "proc")
+	fakeMemProc{pid: 100, comm: "MainThread", cmdline: "/usr/bin/node\x00" + strings.Repeat("x", memoryMaxProcFile), rssKB: 1024}.write(t, procRoot)
+	fakeMemProc{pid: 101, comm: "MainThread", cmdline: "/usr/bin/node\x00server.js\x00", rssKB: 1024}.write(t, procRoot)
+	p := newTestMemory(t, map[string]any{"process": "node", "critBytes": "1GiB"})
+	p.procRoot, p.cgroupRoot = procRoot, t.TempDir()
+	if p.nameMatches(filepath.Join(procRoot, "100")) {
+		t.Error("a cmdline past memoryMaxProcFile matched: it was read whole")
+	}
+	if !p.nameMatches(filepath.Join(procRoot, "101")) {
+		t.Error("a cmdline within the cap did not match by argv[0]")
 	}
 }
