@@ -133,12 +133,7 @@ func (v *validation) egress(c *Config) {
 	for i := range e.Routes {
 		r := &e.Routes[i]
 		at := fmt.Sprintf("egress.routes[%d]", i)
-		switch {
-		case r.Name == "":
-			v.fail(at+".name", "is required")
-		case !validName(r.Name):
-			v.fail(at+".name", "must match [a-zA-Z0-9_-]+, got %s", quoteShort(r.Name))
-		default:
+		if v.name(at+".name", r.Name) {
 			if j, dup := names[r.Name]; dup {
 				v.fail(at+".name", "duplicate name %q: egress.routes[%d] already has it", r.Name, j)
 			} else {
@@ -245,9 +240,6 @@ func (v *validation) retry(at string, r Retry) {
 var forbiddenHeaders = []string{"Connection", "Content-Length", "Host", "Keep-Alive", "Proxy-Connection",
 	"Te", "Trailer", "Transfer-Encoding", "Upgrade"}
 
-// sensitiveHeaderWords mark a header whose literal value is probably a credential.
-var sensitiveHeaderWords = []string{"authorization", "cookie", "token", "key", "secret", "password"}
-
 func (v *validation) routeHeaders(at string, headers map[string]Value) {
 	names := make([]string, 0, len(headers))
 	for name := range headers {
@@ -279,8 +271,7 @@ func (v *validation) routeHeaders(at string, headers map[string]Value) {
 			v.fail(p+".prefix", "applies only to env or file; write it into value")
 			continue
 		}
-		lower := strings.ToLower(name)
-		if !val.IsSecret() && slices.ContainsFunc(sensitiveHeaderWords, func(w string) bool { return strings.Contains(lower, w) }) {
+		if !val.IsSecret() && CredentialHeader(name) {
 			v.warnings = append(v.warnings, p+": written in the file; reference a secret instead, e.g. {env: VAR} or {file: /path}")
 		}
 	}

@@ -219,12 +219,7 @@ func (v *validation) probes(c *Config, kinds ProbeKinds) {
 	for i := range c.Probes {
 		p := &c.Probes[i]
 		path := fmt.Sprintf("probes[%d]", i)
-		switch {
-		case p.Name == "":
-			v.fail(path+".name", "is required")
-		case !validName(p.Name):
-			v.fail(path+".name", "must match [a-zA-Z0-9_-]+, got %s", quoteShort(p.Name))
-		}
+		v.name(path+".name", p.Name)
 		if j, dup := firstByName[p.Name]; dup && p.Name != "" {
 			v.fail(path+".name", "duplicate name %q: probes[%d] already has it", p.Name, j)
 		} else if !dup {
@@ -349,6 +344,19 @@ func breakerDiff(a, b BreakerPolicy) string {
 		d = append(d, fmt.Sprintf("successThreshold %d vs %d", a.SuccessThreshold, b.SuccessThreshold))
 	}
 	return strings.Join(d, ", ")
+}
+
+// name checks a probe's or a route's name: set, and [a-zA-Z0-9_-]+. It reports whether it is.
+func (v *validation) name(path, name string) bool {
+	switch {
+	case name == "":
+		v.fail(path, "is required")
+	case !validName(name):
+		v.fail(path, "must match [a-zA-Z0-9_-]+, got %s", quoteShort(name))
+	default:
+		return true
+	}
+	return false
 }
 
 // validName reports whether s matches [a-zA-Z0-9_-]+ (probe and breaker names: they become metric
