@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -12,7 +11,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 )
 
@@ -63,28 +61,28 @@ func runEgress(ctx context.Context, p *params, bin string) ([]egressRow, error) 
 	}
 	defer up.Close()
 
-	bare, bareURL, err := startBareProxy(ctx, p, up.URL)
+	bare, bareURL, err := startBareProxy(ctx, p, up.base)
 	if err != nil {
 		return nil, err
 	}
-	defer stopProc(bare)
+	defer func() { _ = bare.stop() }()
 
-	agent, agentURL, err := startEgressAgent(p, bin, up.URL)
+	agent, agentURL, err := startEgressAgent(p, bin, up.base)
 	if err != nil {
 		return nil, err
 	}
-	defer stopProc(agent)
+	defer func() { _ = agent.stop() }()
 
 	targets := []target{
-		{name: "direct", url: up.URL},
+		{name: "direct", url: up.base},
 		{name: "bare ReverseProxy", url: bareURL + "/up"},
 		{name: "agent", url: agentURL + "/up"},
 	}
-	nginx, nginxURL, err := startNginx(p, up.URL)
+	nginx, nginxURL, err := startNginx(p, up.base)
 	if err != nil {
 		logf("egress: nginx not measured: %v", err)
 	} else {
-		defer stopProc(nginx)
+		defer func() { _ = nginx.stop() }()
 		targets = append(targets, target{name: "nginx", url: nginxURL + "/up"})
 	}
 
@@ -146,7 +144,7 @@ func resetPeak(pid int) {
 
 // startEgressUpstream serves the bodies from a process-wide buffer: the upstream costs as little as
 // an HTTP server can.
-func startEgressUpstream() (*httpServer, error) {
+func startEgressUpstream() (*served, error) {
 	mux := http.NewServeMux()
 	for _, b := range egressBodies {
 		body := bytes.Repeat([]byte("x"), b.size)
@@ -159,7 +157,7 @@ func startEgressUpstream() (*httpServer, error) {
 			_, _ = w.Write(body)
 		})
 	}
-	return serveHTTP(mux)
+	return serve(mux)
 }
 
 // startBareProxy builds and runs bench/cmd/bareproxy: httputil.ReverseProxy in its own process, as
@@ -181,23 +179,6 @@ func startBareProxy(ctx context.Context, p *params, upstream string) (*proc, str
 		return nil, "", err
 	}
 	return pr, "http://" + addr, nil
-}
-
-type httpServer struct {
-	URL string
-	srv *http.Server
-}
-
-func (s *httpServer) Close() { _ = s.srv.Close() }
-
-func serveHTTP(h http.Handler) (*httpServer, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	s := &httpServer{URL: "http://" + ln.Addr().String(), srv: &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}}
-	go func() { _ = s.srv.Serve(ln) }()
-	return s, nil
 }
 
 // startEgressAgent runs the agent binary with one egress route to upstream and one rare probe.
@@ -278,17 +259,6 @@ http {
 		return nil, "", err
 	}
 	return pr, "http://127.0.0.1:" + strconv.Itoa(port), nil
-}
-
-// stopProc ends a process started for the section and waits for it.
-func stopProc(pr *proc) {
-	_ = pr.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-pr.done:
-	case <-time.After(15 * time.Second):
-		_ = pr.cmd.Process.Kill()
-		<-pr.done
-	}
 }
 
 // egressMarkdown renders the section and its verdicts.
